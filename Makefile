@@ -1,0 +1,42 @@
+# Every target that runs containers needs root: `sudo make demo`, `sudo make test`.
+VENV := .venv
+PY   := $(VENV)/bin/python
+ROOTFS := build/busybox-rootfs
+
+.PHONY: setup demo test test-chapters docs serve-docs lab bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+# A real container from the embedded busybox rootfs, showing what isolation means.
+demo: setup
+	@$(PY) -m minidocker rootfs $(ROOTFS) >/dev/null
+	@$(PY) -m minidocker run --rm --rootfs $(ROOTFS) -- sh -c '\
+	  echo "hostname:  $$(hostname)   (the host is $(shell hostname))"; \
+	  echo "my pid:    $$$$   (PID 1 of its own PID namespace)"; \
+	  echo "processes I can see:"; ps -o pid,comm | sed "s/^/  /"; \
+	  echo "my / holds: $$(ls / | tr "\n" " ")"; \
+	  echo "network:   $$(ls /sys/class/net | tr "\n" " ")"'
+
+# The whole suite: every chapter, the project's own tests, and the docs build.
+test: setup
+	$(PY) -m pytest chapters tests
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+serve-docs: setup
+	$(VENV)/bin/mkdocs serve -a 127.0.0.1:8000
+
+# A student copy with every exercise blanked: make lab DIR=~/lab FROM=1
+DIR  ?= lab
+FROM ?= 1
+lab: setup
+	$(PY) -m minidocker lab init $(DIR) --from-chapter $(FROM)
+
+bench: setup
+	@for b in bench/*.py; do $(PY) $$b; done
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

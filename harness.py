@@ -1,0 +1,151 @@
+"""The test harness shared by every chapter suite and by tests/ (used from conftest.py).
+
+- Preconditions (`need`): skip with a hint on a learner's machine, fail under CI=true, where a
+  skipped kernel test would hide a broken feature.
+- The CLI runner: `python -m minidocker` from the implementation under test (the reference, or a
+  student's copy given with --impl DIR / MINIDOCKER_IMPL=DIR).
+- The leak check: what a test leaves on the host (mounts, md* links, netns, cgroups, iptables
+  rules, processes) is reported as that test's failure, then cleaned so the next test starts clean.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+
+def need(condition: bool, hint: str) -> None:
+    """A precondition of a kernel test: skip with the hint, or fail in CI."""
+    if not condition:
+        (pytest.fail if IN_CI else pytest.skip)(f"needs {hint}")
+
+
+def need_root() -> None:
+    need(os.geteuid() == 0, "root: run `sudo make test` or `sudo .venv/bin/pytest ...`")
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI of the implementation under test
+
+IMPL = REPO  # the directory that holds the `minidocker` package under test (set by conftest)
+
+
+def run_cli(*args, input=None, timeout=60, env=None, check=False) -> subprocess.CompletedProcess:
+    """`python -m minidocker ARGS` from the implementation under test; text in, text out."""
+    full_env = dict(os.environ, PYTHONPATH=IMPL, **(env or {}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "minidocker", *map(str, args)],
+        input=input, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"`minidocker {' '.join(map(str, args))}` exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------
+# The leak check: a snapshot of what minidocker may leave on the host, taken before and after each
+# test. Only things that belong to this test session count, so that two sessions can run at once.
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _mounts(root: str) -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        points = {line.split()[4] for line in f}
+    return {p for p in points if p.startswith(root)}
+
+
+def _links() -> set[str]:
+    return {name for name in os.listdir("/sys/class/net") if name.startswith("md")}
+
+
+def _netns() -> set[str]:
+    try:
+        return {n for n in os.listdir("/run/netns") if n.startswith("md")}
+    except FileNotFoundError:
+        return set()
+
+
+def _cgroups(parent: str) -> set[str]:
+    """Every cgroup directory below `parent` (e.g. "minidocker/t123") in every hierarchy."""
+    found = set()
+    for hierarchy in os.listdir(CGROUP_ROOT):
+        top = os.path.join(CGROUP_ROOT, hierarchy, parent)
+        for dirpath, dirnames, _ in os.walk(top):
+            found.update(os.path.join(dirpath, d) for d in dirnames)
+    return found
+
+
+def _iptables() -> set[str]:
+    try:
+        out = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=10).stdout
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return set()
+    return {line for line in out.splitlines() if "MINIDOCKER" in line and not line.startswith("#")}
+
+
+def _processes(marker: str) -> set[int]:
+    """Processes started by this session: they carry MINIDOCKER_ROOT=<session root> in their
+    environment (supervisors), or live in one of this session's cgroups (containers)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if marker.encode() in f.read().split(b"\0"):
+                    found.add(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def snapshot(root: str, cgroup_parent: str) -> dict[str, set]:
+    procs = _processes(f"MINIDOCKER_ROOT={root}")
+    for cg in _cgroups(cgroup_parent):
+        try:
+            with open(os.path.join(cg, "cgroup.procs")) as f:
+                procs.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return {
+        "mounts": _mounts(root), "links": _links(), "netns": _netns(),
+        "cgroups": _cgroups(cgroup_parent), "iptables": _iptables(), "processes": procs,
+    }
+
+
+def leaked(before: dict, after: dict) -> dict[str, set]:
+    return {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}
+
+
+def clean(leaks: dict[str, set]) -> None:
+    """Remove what a test leaked, so that one leak fails one test, not every test after it."""
+    for pid in leaks.get("processes", ()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for point in sorted(leaks.get("mounts", ()), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    for link in leaks.get("links", ()):
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
+    for ns in leaks.get("netns", ()):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    for rule in leaks.get("iptables", ()):
+        if rule.startswith("-A "):
+            subprocess.run(["iptables", "-D", *rule.split()[1:]], capture_output=True)
+    for cg in sorted(leaks.get("cgroups", ()), key=len, reverse=True):
+        for _ in range(50):  # a killed process leaves its cgroup a moment later
+            try:
+                os.rmdir(cg)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)

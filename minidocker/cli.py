@@ -1,0 +1,96 @@
+"""The command line: Docker's commands and flags, parsed with argparse.
+
+Each subcommand is a function `cmd_NAME(args) -> exit code`. Errors the user can fix are raised as
+MinidockerError and printed as one line with exit code 125, as Docker does; a traceback is shown
+only with MINIDOCKER_DEBUG=1.
+"""
+
+import argparse
+import os
+import sys
+
+from minidocker import __version__, API_VERSION
+from minidocker.errors import EXIT_ENGINE, MinidockerError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse prints usage and exits 2 on a bad flag; Docker prints one line and exits 125."""
+
+    def error(self, message):
+        raise MinidockerError(message, f"see '{self.prog} --help'")
+
+
+def cmd_version(args) -> int:
+    import platform
+
+    print(f"minidocker version {__version__} (Docker Engine API {API_VERSION}), "
+          f"Python {platform.python_version()}, Linux {platform.release()}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from minidocker import doctor
+
+    return doctor.main()
+
+
+def cmd_rootfs(args) -> int:
+    from minidocker import rootfs
+
+    print(rootfs.build(args.dir))
+    return 0
+
+
+# Subcommands defined in other modules register themselves here: (module, function) pairs,
+# each function taking the subparsers object. This keeps one module per concept.
+PLUGINS = [
+    ("minidocker.containers", "add_commands"),  # chapter 01: run, ps, stop, exec, ...
+    ("minidocker.changes", "add_commands"),  # chapter 02: diff
+    ("minidocker.lab", "add_commands"),  # classroom labs
+]
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="minidocker", description="A small Docker, for learning how containers work.")
+    parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.add_parser("version", help="show the version").set_defaults(func=cmd_version)
+    sub.add_parser("doctor", help="check that this machine can run containers").set_defaults(func=cmd_doctor)
+    p = sub.add_parser("rootfs", help="build the embedded busybox root filesystem in DIR")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_rootfs)
+    import importlib
+
+    for module, function in PLUGINS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # a missing chapter is fine; a broken import inside it is not
+                raise
+            continue
+        getattr(mod, function)(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.version:
+            return cmd_version(args)
+        if not getattr(args, "func", None):
+            build_parser().print_help()
+            return 0
+        return args.func(args)
+    except MinidockerError as e:
+        if os.environ.get("MINIDOCKER_DEBUG"):
+            raise
+        print(f"minidocker: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug or an unexpected OS error: still one line, unless debugging
+        if os.environ.get("MINIDOCKER_DEBUG"):
+            raise
+        print(f"minidocker: {type(e).__name__}: {e} (set MINIDOCKER_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_ENGINE

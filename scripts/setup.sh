@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The one setup script. `make demo`, `make test`, the Vagrant provisioner and .ci/run all call it,
+# so what CI proves is exactly what a learner's VM gets. It is idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run me as root (sudo make demo / sudo make test): containers need root" >&2
+  exit 1
+fi
+
+# --- Debian/Ubuntu packages --------------------------------------------------------------------
+# busybox-static: a statically linked busybox is the whole userland of the default rootfs (it
+#                 needs no shared libraries inside the container).
+# iproute2, iptables: bridges, veths and NAT (chapter 04); `ip netns` in the leak check.
+# runc: the reference OCI runtime, for the bench/ comparison only.
+packages=(busybox-static iproute2 iptables runc python3-venv make git)
+
+# Python 3.11 or newer: Debian 12 and Ubuntu 24.04 ship it as python3; Ubuntu 22.04 ships 3.10
+# and has python3.11 as an extra package.
+py=python3
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  py=python3.11
+  packages+=(python3.11 python3.11-venv)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- the virtualenv ----------------------------------------------------------------------------
+# The distribution's own interpreter (not a pyenv or conda one the machine may also have), so the
+# venv is the same on the VM, in CI and on a learner's machine.
+py=$(command -v "/usr/bin/$py" || command -v "$py")
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+fi
+# Reinstall only when the project's dependencies changed since the last install.
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch .venv/.installed
+fi
