@@ -89,6 +89,9 @@ def main(argv=None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `minidocker inspect x | head`: the reader left; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # a bug or an unexpected OS error: still one line, unless debugging
         if os.environ.get("MINIDOCKER_DEBUG"):
             raise

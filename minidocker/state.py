@@ -1,0 +1,204 @@
+"""Containers on disk: ids, names, records, state, locks, and recovery after a crash.
+
+    $MINIDOCKER_ROOT/containers/<id>/
+        config.json      the OCI runtime spec the runtime consumes
+        container.json   Docker's view: Id, Name, Created, Config, HostConfig (what `inspect` shows)
+        state.json       State: Status, Running, Pid, ExitCode, OOMKilled, StartedAt, FinishedAt
+        <id>-json.log    the output, one JSON object per line (Docker's json-file log format)
+        upper/ work/ merged/   the writable layer when the rootfs is an overlay (chapter 02)
+
+Every file is written atomically (a temp file, then rename), so a crash leaves the old version or
+the new one, never half of one. Creation and removal hold a lock on the containers directory.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from minidocker.errors import MinidockerError
+
+
+def root() -> str:
+    return os.environ.get("MINIDOCKER_ROOT", "/var/lib/minidocker")
+
+
+def containers_dir() -> str:
+    path = os.path.join(root(), "containers")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def now() -> str:
+    """Docker's timestamp format: RFC 3339 in UTC with nanoseconds."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+def write_json(path: str, data) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)  # rename is atomic: readers see the old file or the new one
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def locked():
+    """One writer at a time for creating and removing containers (names must stay unique)."""
+    with open(os.path.join(containers_dir(), ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+# Docker names a container from an adjective and a famous scientist or engineer.
+_ADJECTIVES = "brave calm eager gentle happy jolly keen lucid merry nifty quirky serene tender vivid witty zen".split()
+_NAMES = "babbage curie dijkstra euler hopper kernighan lamport lovelace noether ritchie thompson torvalds turing wozniak".split()
+
+
+def generate_name(taken: set[str]) -> str:
+    while True:
+        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NAMES)}"
+        if name not in taken:
+            return name
+        name += str(random.randint(0, 9))
+        if name not in taken:
+            return name
+
+
+@dataclass
+class Container:
+    id: str
+    dir: str
+    record: dict  # container.json
+    state: dict  # state.json
+
+    @property
+    def name(self) -> str:
+        return self.record["Name"].lstrip("/")
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def spec(self) -> dict:
+        return read_json(os.path.join(self.dir, "config.json"))
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, f"{self.id}-json.log")
+
+    @property
+    def upperdir(self) -> str | None:
+        overlay = self.spec.get("minidocker", {}).get("overlay")
+        return overlay["upperdir"] if overlay else None
+
+    @property
+    def lowerdirs(self) -> list[str]:
+        overlay = self.spec.get("minidocker", {}).get("overlay")
+        return overlay["lowerdirs"] if overlay else []
+
+    def save_state(self, **changes) -> None:
+        self.state.update(changes)
+        write_json(os.path.join(self.dir, "state.json"), self.state)
+
+
+def new_state() -> dict:
+    return {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+            "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+            "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"}
+
+
+def create(record: dict, spec_for) -> Container:
+    """Make a container's directory atomically: built under a temp name, then renamed.
+
+    `spec_for(container_dir)` returns its OCI spec (it needs the final path for the overlay).
+    """
+    with locked():
+        base = containers_dir()
+        for entry in os.listdir(base):  # what a create killed half-way left behind
+            if entry.startswith(".tmp-"):
+                shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
+        taken = {c.name for c in all_containers()}
+        name = record.get("Name") or generate_name(taken)
+        if name in taken:
+            raise MinidockerError(f'Conflict. The container name "/{name}" is already in use',
+                                  "remove that container or choose another --name")
+        cid = secrets.token_hex(32)  # 64 hex digits, like Docker's ids
+        final, tmp = os.path.join(base, cid), os.path.join(base, f".tmp-{cid}")
+        os.makedirs(tmp)
+        record.update(Id=cid, Name=f"/{name}", Created=now())
+        record["Config"]["Hostname"] = record["Config"]["Hostname"] or cid[:12]
+        write_json(os.path.join(tmp, "config.json"), spec_for(final, record))
+        write_json(os.path.join(tmp, "container.json"), record)
+        write_json(os.path.join(tmp, "state.json"), new_state())
+        os.rename(tmp, final)
+    return load_dir(final)
+
+
+def load_dir(path: str) -> Container:
+    return Container(os.path.basename(path), path, read_json(os.path.join(path, "container.json")),
+                     read_json(os.path.join(path, "state.json")))
+
+
+def all_containers() -> list[Container]:
+    base = containers_dir()
+    found = []
+    for entry in sorted(os.listdir(base)):
+        if entry.startswith("."):
+            continue
+        try:
+            found.append(load_dir(os.path.join(base, entry)))
+        except (FileNotFoundError, NotADirectoryError):  # removed while we looked
+            continue
+    return found
+
+
+def find(ref: str) -> Container:
+    """A container by name, full id, or unique id prefix, as Docker resolves them."""
+    everyone = all_containers()
+    for c in everyone:
+        if ref in (c.id, c.name, f"/{c.name}"):
+            return c
+    matches = [c for c in everyone if ref and c.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise MinidockerError(f"multiple IDs found with provided prefix: {ref}", "give more of the id")
+    raise MinidockerError(f"No such container: {ref}", "see `minidocker ps -a`")
+
+
+def remove_dir(c: Container) -> None:
+    with locked():
+        # Renamed first: a crash in the middle of rmtree leaves a .tmp- dir that the next
+        # create cleans, not a half-deleted container that `ps` would try to read.
+        doomed = os.path.join(containers_dir(), f".tmp-rm-{c.id}")
+        os.rename(c.dir, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+
+    A pid alone can be reused after its process dies; pid + start time names one process.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the name in (...) may contain spaces
+    return int(fields[19])
+
+
+def alive(pid: int, start_time: int | None) -> bool:
+    return bool(pid) and start_time is not None and process_start_time(pid) == start_time

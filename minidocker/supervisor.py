@@ -1,0 +1,184 @@
+"""The supervisor: the process that starts a container, stays with it, and records how it ended.
+
+Docker's equivalent is containerd-shim. It owns the container's output (a copy goes to the log,
+in Docker's json-file format; when attached, another copy to our terminal), passes our signals
+on to the container, waits for it, writes the exit status to state.json, and releases the
+cgroup. `run` is the supervisor itself (attached); `run -d` and `start` fork one that outlives
+the command (detached).
+"""
+
+import json
+import os
+import pty
+import selectors
+import signal
+import sys
+import termios
+import tty as ttymode
+
+from minidocker import cgroups, runtime, state
+from minidocker.errors import MinidockerError
+
+PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def run(c: state.Container, attach: bool, interactive: bool = False, on_started=None) -> int:
+    """Start container `c`, supervise it until it exits, and return its exit code."""
+    spec = c.spec
+    limits = spec["linux"]["resources"]
+    overlay = spec.get("minidocker", {}).get("overlay")
+    if overlay:  # the writable layer's directories, made on first start (chapter 02)
+        for d in (overlay["upperdir"], overlay["workdir"], spec["root"]["path"]):
+            os.makedirs(d, exist_ok=True)
+    cgroup = cgroups.for_container(c.id)
+    cgroup.create()
+    c.save_state(SupervisorPid=os.getpid(), SupervisorStart=state.process_start_time(os.getpid()))
+    try:
+        cgroup.set_limits(memory=limits.get("memory", {}).get("limit"),
+                          pids=limits.get("pids", {}).get("limit"),
+                          cpus=limits["cpu"]["quota"] / limits["cpu"]["period"] if "cpu" in limits else None)
+        streams, stdio, keep_stdin = _plumbing(spec["process"]["terminal"], attach and interactive)
+        try:
+            pid = runtime.spawn(spec, stdio, cgroup)
+        finally:
+            for fd in set(stdio) - {0, 1, 2}:
+                os.close(fd)  # the container has its copies; ours would hold the pipes open
+    except MinidockerError as e:
+        # As Docker does: the container stays "created", with the error and its exit code.
+        cgroup.remove()
+        c.save_state(ExitCode=e.exit_code, Error=str(e), SupervisorPid=0)
+        raise
+    c.save_state(Status="running", Running=True, Pid=pid, StartedAt=state.now())
+    if on_started:
+        on_started()
+    for sig in PROXIED_SIGNALS:  # `docker run --sig-proxy`: our signals go to the container
+        signal.signal(sig, lambda signum, _frame: _kill(pid, signum))
+    copy_output(streams, c.log_path, attach, keep_stdin)
+    _, status = os.waitpid(pid, 0)
+    code = runtime.exit_code(status)
+    oom_killed = cgroup.oom_killed()
+    cgroup.kill()  # nothing should be left once PID 1 is gone, but be sure before rmdir
+    cgroup.remove()
+    c.save_state(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom_killed,
+                 FinishedAt=state.now(), SupervisorPid=0)
+    return code
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _plumbing(terminal: bool, stdin_attached: bool):
+    """The container's stdio: ({fd we read: stream name}, (stdin, stdout, stderr), copy stdin?)."""
+    if terminal:
+        # A pseudo-terminal: the container gets the "slave" side as stdin, stdout and stderr; we
+        # read and write the "master" side. Everything comes back on one stream, as with docker -t.
+        master, slave = pty.openpty()
+        return {master: "stdout"}, (slave, slave, slave), stdin_attached
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    stdin = 0 if stdin_attached else os.open(os.devnull, os.O_RDONLY)
+    return {out_read: "stdout", err_read: "stderr"}, (stdin, out_write, err_write), False
+
+
+def copy_output(streams: dict[int, str], log_path: str | None, attach: bool, stdin_to: bool) -> None:
+    """Copy the container's output to the log and, when attached, to our stdout/stderr, until EOF.
+
+    With a terminal and -i, what we read on stdin goes to the pty (raw, so ^C reaches the
+    container's own terminal driver, which turns it into SIGINT there).
+    """
+    log = open(log_path, "ab") if log_path else None
+    ours = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    selector = selectors.DefaultSelector()
+    for fd in streams:
+        selector.register(fd, selectors.EVENT_READ)
+    master = next(iter(streams)) if stdin_to else None
+    saved_mode = None
+    if master is not None:
+        selector.register(0, selectors.EVENT_READ)
+        if os.isatty(0):
+            saved_mode = termios.tcgetattr(0)
+            ttymode.setraw(0)
+    try:
+        while len(selector.get_map()) > (1 if master is not None else 0):
+            for key, _ in selector.select():
+                fd = key.fd
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: a pty's master once every slave is closed
+                    data = b""
+                if fd == 0:
+                    if data:
+                        os.write(master, data)
+                    else:
+                        selector.unregister(0)
+                    continue
+                if not data:
+                    selector.unregister(fd)
+                    os.close(fd)
+                    continue
+                if attach:
+                    ours[streams[fd]].write(data)
+                    ours[streams[fd]].flush()
+                if log:
+                    log.write(log_lines(data, streams[fd], state.now()))
+                    log.flush()
+    finally:
+        if saved_mode:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved_mode)
+        if log:
+            log.close()
+        selector.close()
+
+
+def log_lines(data: bytes, stream: str, time: str) -> bytes:
+    """Docker's json-file format: one {"log", "stream", "time"} object per line of output.
+
+    Bytes that are not UTF-8 survive as surrogate escapes, which JSON writes as \\udcXX.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    records = (json.dumps({"log": line, "stream": stream, "time": time})
+               for line in text.splitlines(keepends=True))
+    return "".join(r + "\n" for r in records).encode()
+
+
+def read_log(path: str):
+    """(stream, bytes) for each record of a json-file log."""
+    with open(path, "rb") as f:
+        for line in f:
+            record = json.loads(line)
+            yield record["stream"], record["log"].encode("utf-8", "surrogateescape")
+
+
+def start_detached(c: state.Container) -> None:
+    """Fork a supervisor that outlives us; return once the container runs, or raise its error."""
+    ready_read, ready_write = os.pipe()
+    if os.fork() == 0:
+        os.close(ready_read)
+        os.setsid()  # its own session: a ^C or a closed terminal in ours must not reach it
+        # Let go of the caller's stdio: whoever reads our output (a shell pipe, a test) must see
+        # EOF when the `run -d` command ends, not when the container does.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        code = 125
+        try:
+            code = run(c, attach=False, on_started=lambda: os.close(ready_write))
+        except MinidockerError as e:
+            os.write(ready_write, json.dumps({"code": e.exit_code, "message": e.what, "hint": e.hint}).encode())
+            code = e.exit_code
+        except BaseException as e:  # noqa: BLE001
+            os.write(ready_write, json.dumps({"code": 125, "message": f"supervisor: {e}", "hint": ""}).encode())
+        finally:
+            if c.record["HostConfig"]["AutoRemove"]:
+                state.remove_dir(c)
+            os._exit(code)
+    os.close(ready_write)
+    with os.fdopen(ready_read, "rb") as ready:
+        message = ready.read()
+    if message:
+        error = json.loads(message)
+        raise MinidockerError(error["message"], error["hint"], exit_code=error["code"])
