@@ -13,7 +13,11 @@ import harness
 
 # Containers are slow next to pure functions: no per-example deadline, and no complaint when an
 # example is slow because a container had to start.
-settings.register_profile("minidocker", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "minidocker", deadline=None,
+    # Fixtures such as `md` and `rootfs` are meant to be shared by the examples of one test.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 settings.load_profile("minidocker")
 
 

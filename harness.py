@@ -36,16 +36,22 @@ def need_root() -> None:
 IMPL = REPO  # the directory that holds the `minidocker` package under test (set by conftest)
 
 
-def run_cli(*args, input=None, timeout=60, env=None, check=False) -> subprocess.CompletedProcess:
-    """`python -m minidocker ARGS` from the implementation under test; text in, text out."""
+def run_cli(*args, input=None, timeout=60, env=None, check=False, binary=False) -> subprocess.CompletedProcess:
+    """`python -m minidocker ARGS` from the implementation under test; text (or bytes) in and out."""
     full_env = dict(os.environ, PYTHONPATH=IMPL, **(env or {}))
     proc = subprocess.run(
         [sys.executable, "-m", "minidocker", *map(str, args)],
-        input=input, capture_output=True, text=True, timeout=timeout, env=full_env,
+        input=input, capture_output=True, text=not binary, timeout=timeout, env=full_env,
     )
     if check and proc.returncode != 0:
         pytest.fail(f"`minidocker {' '.join(map(str, args))}` exited {proc.returncode}:\n{proc.stderr}")
     return proc
+
+
+def popen_cli(*args, **kwargs) -> subprocess.Popen:
+    """The CLI under test as a background process (for tests that kill it half-way)."""
+    env = dict(os.environ, PYTHONPATH=IMPL)
+    return subprocess.Popen([sys.executable, "-m", "minidocker", *map(str, args)], env=env, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -318,19 +318,17 @@ def cmd_exec(args) -> int:
     process = {**base, "args": command, "terminal": args.tty, "cwd": args.workdir or base["cwd"],
                "env": specs.merge_env(base["env"], specs.parse_env(args.env)),
                "user": {"uid": uid, "gid": uid if gid is None else gid}}
-    streams, stdio, keep_stdin = supervisor._plumbing(args.tty, args.interactive) if args.tty else (
-        {}, (0 if args.interactive else os.open(os.devnull, os.O_RDONLY), 1, 2), False)
-    try:
-        pid = runtime.join(c.state["Pid"], process, stdio, cgroups.for_container(c.id))
-    finally:
-        for fd in set(stdio) - {0, 1, 2}:
-            os.close(fd)
+    # Unlike run, exec's output is not logged: without -t the process writes to our stdout.
+    io = supervisor.Plumbing(args.tty, args.interactive)
+    if not args.tty:
+        io.stdio, io.streams = (0 if args.interactive else os.open(os.devnull, os.O_RDONLY), 1, 2), {}
+    pid = io.started(runtime.join(c.state["Pid"], process, io.stdio, cgroups.for_container(c.id), io.console))
     if args.detach:
         return 0
     for sig in supervisor.PROXIED_SIGNALS:
         signal.signal(sig, lambda signum, _frame: supervisor._kill(pid, signum))
-    if streams:
-        supervisor.copy_output(streams, None, True, keep_stdin)
+    if io.streams:
+        supervisor.copy_output(io.streams, None, True, io.stdin_to_pty)
     _, status = os.waitpid(pid, 0)
     return runtime.exit_code(status)
 

@@ -49,10 +49,12 @@ def exit_code(wait_status: int) -> int:
 # Starting a container
 
 
-def spawn(spec: dict, stdio=(0, 1, 2), cgroup=None) -> int:
+def spawn(spec: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
     """Start the container's first process; return its host pid once the command runs.
 
-    `stdio` are three open fds for the container's stdin, stdout and stderr. Raises
+    `stdio` are three open fds for the container's stdin, stdout and stderr. With a terminal,
+    `console` is a unix socket instead: the container sends its pty's master side through it
+    (runc's --console-socket). Raises
     MinidockerError carrying Docker's exit code (125, 126 or 127) if the command cannot start.
     """
     namespaces = {ns["type"] for ns in spec["linux"]["namespaces"]}
@@ -62,7 +64,7 @@ def spawn(spec: dict, stdio=(0, 1, 2), cgroup=None) -> int:
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if "pid" in namespaces:
         linux.unshare(linux.CLONE_NEWPID)  # does not move us: only where our next child is born
-    pid, errors = _fork_with_error_pipe(lambda: _become_container(spec, stdio, cgroup))
+    pid, errors = _fork_with_error_pipe(lambda: _become_container(spec, stdio, cgroup, console))
     if "pid" in namespaces:
         linux.setns(own_pid_ns, linux.CLONE_NEWPID)
     # --8<-- [end:ex-01-pid-namespace]
@@ -116,7 +118,7 @@ def _wait_for_exec(pid: int, errors: int) -> int:
     raise MinidockerError(error["message"], hint.get(error["code"], ""), exit_code=error["code"])
 
 
-def _become_container(spec: dict, stdio, cgroup) -> None:
+def _become_container(spec: dict, stdio, cgroup, console) -> None:
     """In the child, now PID 1 of its PID namespace: isolate, build the root, exec."""
     namespaces = {ns["type"] for ns in spec["linux"]["namespaces"]}
     # --8<-- [start:ex-01-namespaces]
@@ -132,7 +134,7 @@ def _become_container(spec: dict, stdio, cgroup) -> None:
         _loopback_up()
     if "mount" in namespaces:
         setup_rootfs(spec)
-    _start_process(spec["process"], stdio, init=spec.get("minidocker", {}).get("init", False))
+    _start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False))
 
 
 def _loopback_up() -> None:
@@ -228,11 +230,13 @@ def pivot_into(root: str) -> None:
 # The process: stdio, working directory, user, exec
 
 
-def _start_process(process: dict, stdio, init: bool) -> None:
+def _start_process(process: dict, stdio, console, init: bool) -> None:
     # Python ignores SIGPIPE and SIGXFSZ for itself; an ignored signal stays ignored across exec,
     # so give the command the default actions back (or `yes | head -1` would never end).
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
+    if process.get("terminal"):
+        stdio = _open_console(console)
     for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target)  # the copies at 0, 1, 2 are inheritable by the command
@@ -256,6 +260,19 @@ def _start_process(process: dict, stdio, init: bool) -> None:
     if init:
         run_init(process["args"], process["env"])
     execute(process["args"], process["env"])
+
+
+def _open_console(console: socket.socket) -> tuple[int, int, int]:
+    """A pty from the container's own /dev/ptmx: its name is /dev/pts/N *inside* the container.
+
+    We keep the "slave" side as stdin, stdout and stderr, and pass the "master" side to the
+    supervisor over the console socket (SCM_RIGHTS sends an open file, not a number).
+    """
+    master, slave = os.openpty()  # opens /dev/ptmx, which is now the container's devpts
+    socket.send_fds(console, [b"pty"], [master])
+    os.close(master)
+    console.close()
+    return slave, slave, slave
 
 
 def execute(args: list[str], env: list[str]) -> None:
@@ -300,7 +317,7 @@ def run_init(args: list[str], env: list[str]) -> None:
 # exec: a new process inside a running container
 
 
-def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None) -> int:
+def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
     """Start `process` inside the namespaces and cgroup of `container_pid`; return its pid."""
     # --8<-- [start:ex-01-exec-setns]
     # Open the container's namespaces through /proc/PID/ns/*, enter the PID namespace for our
@@ -316,7 +333,7 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None) -> int
             cgroup.add(0)
         for name in ("cgroup", "ipc", "uts", "network", "mount"):
             linux.setns(ns_files[name], linux.NAMESPACES[name][0])
-        _start_process(process, stdio, init=False)
+        _start_process(process, stdio, console, init=False)
 
     pid, errors = _fork_with_error_pipe(enter)
     linux.setns(own_pid_ns, linux.CLONE_NEWPID)

@@ -9,9 +9,9 @@ the command (detached).
 
 import json
 import os
-import pty
 import selectors
 import signal
+import socket
 import sys
 import termios
 import tty as ttymode
@@ -37,12 +37,8 @@ def run(c: state.Container, attach: bool, interactive: bool = False, on_started=
         cgroup.set_limits(memory=limits.get("memory", {}).get("limit"),
                           pids=limits.get("pids", {}).get("limit"),
                           cpus=limits["cpu"]["quota"] / limits["cpu"]["period"] if "cpu" in limits else None)
-        streams, stdio, keep_stdin = _plumbing(spec["process"]["terminal"], attach and interactive)
-        try:
-            pid = runtime.spawn(spec, stdio, cgroup)
-        finally:
-            for fd in set(stdio) - {0, 1, 2}:
-                os.close(fd)  # the container has its copies; ours would hold the pipes open
+        io = Plumbing(spec["process"]["terminal"], attach and interactive)
+        pid = io.started(runtime.spawn(spec, io.stdio, cgroup, io.console))
     except MinidockerError as e:
         # As Docker does: the container stays "created", with the error and its exit code.
         cgroup.remove()
@@ -53,7 +49,7 @@ def run(c: state.Container, attach: bool, interactive: bool = False, on_started=
         on_started()
     for sig in PROXIED_SIGNALS:  # `docker run --sig-proxy`: our signals go to the container
         signal.signal(sig, lambda signum, _frame: _kill(pid, signum))
-    copy_output(streams, c.log_path, attach, keep_stdin)
+    copy_output(io.streams, c.log_path, attach, io.stdin_to_pty)
     _, status = os.waitpid(pid, 0)
     code = runtime.exit_code(status)
     oom_killed = cgroup.oom_killed()
@@ -71,17 +67,36 @@ def _kill(pid: int, signum: int) -> None:
         pass
 
 
-def _plumbing(terminal: bool, stdin_attached: bool):
-    """The container's stdio: ({fd we read: stream name}, (stdin, stdout, stderr), copy stdin?)."""
-    if terminal:
-        # A pseudo-terminal: the container gets the "slave" side as stdin, stdout and stderr; we
-        # read and write the "master" side. Everything comes back on one stream, as with docker -t.
-        master, slave = pty.openpty()
-        return {master: "stdout"}, (slave, slave, slave), stdin_attached
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    stdin = 0 if stdin_attached else os.open(os.devnull, os.O_RDONLY)
-    return {out_read: "stdout", err_read: "stderr"}, (stdin, out_write, err_write), False
+class Plumbing:
+    """A container's stdio, seen from the supervisor.
+
+    Without a terminal: two pipes, so stdout and stderr stay apart in the log, and stdin is ours
+    (-i) or /dev/null. With a terminal (-t): the container makes a pty in its own /dev/pts and
+    sends us the master side over a unix socket; everything comes back on one stream.
+    """
+
+    def __init__(self, terminal: bool, stdin_attached: bool):
+        self.console, self.stdio, self.streams = None, (0, 1, 2), {}
+        self.stdin_to_pty = terminal and stdin_attached
+        if terminal:
+            self.console, self._ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            return
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        stdin = 0 if stdin_attached else os.open(os.devnull, os.O_RDONLY)
+        self.streams = {out_read: "stdout", err_read: "stderr"}
+        self.stdio = (stdin, out_write, err_write)
+
+    def started(self, pid: int) -> int:
+        """Once the process runs: drop our copies of its ends, and pick up the pty if any."""
+        for fd in set(self.stdio) - {0, 1, 2}:
+            os.close(fd)  # the container has its copies; ours would keep the pipes open forever
+        if self.console:
+            self.console.close()
+            _, fds, _, _ = socket.recv_fds(self._ours, 16, 1)
+            self._ours.close()
+            self.streams = {fds[0]: "stdout"}
+        return pid
 
 
 def copy_output(streams: dict[int, str], log_path: str | None, attach: bool, stdin_to: bool) -> None:
