@@ -146,13 +146,13 @@ def _keyed(path: str) -> dict[str, str]:
     return dict(line.split(None, 1) for line in (_read(path) or "").splitlines() if " " in line)
 
 
-def _wait(condition, what: str, timeout: float = 5.0) -> None:
+def _wait(condition, what: str, timeout: float = 5.0,
+          hint: str = "a process may be stuck in the kernel (state D in ps)") -> None:
     """Poll until the kernel reports what we asked for (freezing and dying take a moment)."""
     deadline, delay = time.monotonic() + timeout, 0.001
     while not condition():
         if time.monotonic() > deadline:
-            raise MinidockerError(f"timed out waiting for {what}",
-                                  "a process may be stuck in the kernel (state D in ps)")
+            raise MinidockerError(f"timed out waiting for {what}", hint)
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
 
@@ -174,9 +174,6 @@ class Cgroup:
             raise MinidockerError(f"invalid cgroup path {path!r}", "a relative path like minidocker/<id>")
         self.path = path
         self.mountinfo = mountinfo
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.path!r})"
 
     # What each driver tells the shared code below.
     def dirs(self) -> list[str]:
@@ -290,18 +287,18 @@ class Cgroup:
             for dirpath, _, _ in os.walk(top, topdown=False):
                 # A cgroup directory holds only the kernel's virtual files, which rmdir takes along.
                 # EBUSY means processes are still inside: a killed one leaves a moment later.
-                _wait(lambda: self._rmdir(dirpath), f"cgroup {dirpath} to empty (kill it first)", 0.5)
+                _wait(lambda: self._rmdir(dirpath), f"cgroup {dirpath} to empty", 0.5,
+                      "processes are still inside: kill() them first")
 
     @staticmethod
     def _rmdir(path: str) -> bool:
         try:
             os.rmdir(path)
-        except FileNotFoundError:
-            pass
         except OSError as e:
-            if e.errno != errno.EBUSY:
+            if e.errno == errno.EBUSY:
+                return False
+            if e.errno != errno.ENOENT:  # already gone is fine; anything else is a real error
                 raise
-            return False
         return True
 
     def stats(self) -> dict:
@@ -359,7 +356,8 @@ class V1(Cgroup):
         return os.path.join(self.hierarchies[controller], name)
 
     def _missing_hint(self, controller: str) -> str:
-        return f"mount it: mkdir /sys/fs/cgroup/{controller} && mount -t cgroup -o {controller} none /sys/fs/cgroup/{controller}"
+        where = f"/sys/fs/cgroup/{controller}"
+        return f"mount it: mkdir {where} && mount -t cgroup -o {controller} none {where}"
 
     def create(self) -> None:
         if not self.hierarchies:
@@ -408,12 +406,12 @@ class V1(Cgroup):
         _wait(lambda: (_read(path) or "").strip() == state, f"cgroup {self.path} to be {state}")
 
     def stats(self) -> dict:
-        h = self.hierarchies
-        return {
-            "memory_bytes": _read_int(self.file("memory", "memory.usage_in_bytes")) if "memory" in h else None,
-            "pids": _read_int(self.file("pids", "pids.current")) if "pids" in h else None,
-            "cpu_usage_ns": _read_int(self.file("cpuacct", "cpuacct.usage")) if "cpuacct" in h else None,
-        }
+        def read(controller, name):
+            return _read_int(self.file(controller, name)) if controller in self.hierarchies else None
+
+        return {"memory_bytes": read("memory", "memory.usage_in_bytes"),
+                "pids": read("pids", "pids.current"),
+                "cpu_usage_ns": read("cpuacct", "cpuacct.usage")}  # nanoseconds, all CPUs
 
     def oom_killed(self) -> bool:
         if "memory" not in self.hierarchies:
@@ -462,8 +460,8 @@ class V2(Cgroup):
         return os.path.join(self.dir, name)
 
     def _missing_hint(self, controller: str) -> str:
-        if any(fstype == "cgroup" and controller in opts for _, fstype, opts in cgroup_mounts(self.mountinfo)):
-            return f"this host binds {controller} to a cgroup v1 hierarchy: use the V1 driver (cgroups.detect())"
+        if any(fstype == "cgroup" and controller in o for _, fstype, o in cgroup_mounts(self.mountinfo)):
+            return f"this host binds {controller} to a cgroup v1 hierarchy: use V1 (cgroups.detect())"
         return super()._missing_hint(controller)
 
     # --8<-- [start:cgroup-v2-create]

@@ -144,13 +144,15 @@ def test_cpus_become_a_cfs_quota(cpus):
     assert abs(quota - cpus * period) <= 1  # --cpus 0.5 -> 50000 us per 100000 us
 
 
-@given(st.one_of(st.floats(max_value=0.0099), st.floats(min_value=(os.cpu_count() or 1) + 0.001), st.just(float("nan"))))
+@given(st.one_of(st.floats(max_value=0.0099), st.floats(min_value=(os.cpu_count() or 1) + 0.001),
+                 st.just(float("nan"))))
 def test_cpus_out_of_range_are_refused(cpus):
     with pytest.raises(MinidockerError):
         cgroups.cpu_quota(cpus)
 
 
-@given(old_limit=st.integers(6 * MiB, 1 << 40), old_swap=st.integers(0, 1 << 40), memory=st.integers(6 * MiB, 1 << 40))
+@given(old_limit=st.integers(6 * MiB, 1 << 40), old_swap=st.integers(0, 1 << 40),
+       memory=st.integers(6 * MiB, 1 << 40))
 def test_v1_memory_writes_keep_the_kernels_order(old_limit, old_swap, memory):
     """v1 refuses any write that would leave limit_in_bytes > memsw.limit_in_bytes. From any valid
     old pair, the writes must each be accepted and end at memory and Docker's memory+swap = 2x."""
@@ -158,11 +160,13 @@ def test_v1_memory_writes_keep_the_kernels_order(old_limit, old_swap, memory):
     for controller, name, value in cgroups.V1("md/x", mountinfo(HYBRID)).limit_files(memory=memory):
         assert controller == "memory"
         files[name] = float("inf") if value == "-1" else int(value)
-        assert files["memory.limit_in_bytes"] <= files["memory.memsw.limit_in_bytes"], f"EINVAL at {name}={value}"
+        assert files["memory.limit_in_bytes"] <= files["memory.memsw.limit_in_bytes"], \
+            f"the kernel would refuse {name}={value} with EINVAL"
     assert files == {"memory.limit_in_bytes": memory, "memory.memsw.limit_in_bytes": 2 * memory}
 
 
-@given(memory=st.integers(6 * MiB, 1 << 40), pids=st.integers(-1, 1 << 22), cpus=st.sampled_from([0.01, 0.5, 1.0]))
+@given(memory=st.integers(6 * MiB, 1 << 40), pids=st.integers(-1, 1 << 22),
+       cpus=st.sampled_from([0.01, 0.5, 1.0]))
 def test_v2_limit_files(memory, pids, cpus):
     writes = cgroups.V2("md/x", mountinfo(PURE_V2)).limit_files(memory=memory, pids=pids, cpus=cpus)
     assert {name: value for _, name, value in writes} == {
@@ -208,7 +212,8 @@ def test_v2_create_enables_only_needed_and_available_controllers(tmp_path):
 
 def test_v2_missing_controller_is_named_and_nothing_is_written(tmp_path):
     root = str(tmp_path)
-    _files_in(f"{root}/md/abc", {"cgroup.controllers": "memory pids\n", "memory.max": "max\n", "memory.swap.max": "max\n"})
+    _files_in(f"{root}/md/abc", {"cgroup.controllers": "memory pids\n", "memory.max": "max\n",
+                                 "memory.swap.max": "max\n"})
     group = cgroups.V2("md/abc", mountinfo(SYSTEM + f"70 22 0:70 / {root} rw - cgroup2 cgroup2 rw\n"))
     with pytest.raises(MinidockerError) as e:
         group.set_limits(memory=32 * MiB, cpus=0.5)
@@ -226,7 +231,8 @@ def test_v1_comounted_cpu_cpuacct_share_a_directory(tmp_path):
     group.create()
     assert group.dirs() == [f"{root}/memory/md/abc", f"{root}/pids/md/abc", f"{root}/cpu,cpuacct/md/abc"]
     for directory in group.dirs():
-        _files_in(directory, {"memory.limit_in_bytes": "", "pids.max": "", "cpu.cfs_period_us": "", "cpu.cfs_quota_us": ""})
+        _files_in(directory, {name: "" for name in ("memory.limit_in_bytes", "pids.max",
+                                                    "cpu.cfs_period_us", "cpu.cfs_quota_us")})
     group.set_limits(memory=64 * MiB, pids=100, cpus=0.25)  # no memsw file: limits memory only
     assert _read(f"{root}/memory/md/abc/memory.limit_in_bytes") == str(64 * MiB)
     assert _read(f"{root}/pids/md/abc/pids.max") == "100"
