@@ -255,6 +255,16 @@ def stop(c: state.Container, timeout: float) -> None:
         _wait_exit(c, 10)
 
 
+def cmd_wait(args) -> int:
+    """Block until each container stops, then print its exit code (`docker wait`)."""
+    for ref in args.containers:
+        c = find(ref)
+        while c.state["Running"] and not _wait_exit(c, 3600):
+            pass
+        print(find(c.id).state["ExitCode"])
+    return 0
+
+
 def cmd_stop(args) -> int:
     for ref in args.containers:
         stop(find(ref), args.time)
@@ -267,8 +277,8 @@ def parse_signal(text: str) -> int:
     if name.isdigit():
         return int(name)
     try:
-        return signal.Signals(name if name.startswith("SIG") else f"SIG{name}").value
-    except ValueError:
+        return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"].value
+    except KeyError:
         raise MinidockerError(f"invalid signal: {text}", "use a name like TERM or a number like 15") from None
 
 
@@ -386,6 +396,10 @@ def add_commands(sub) -> None:
     p.add_argument("-t", "--time", type=float, default=10, help="seconds to wait before SIGKILL (default 10)")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_stop)
+
+    p = container_parser("wait", "wait for containers to stop, then print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_wait)
 
     p = container_parser("kill", "send a signal to containers (default SIGKILL)")
     p.add_argument("-s", "--signal", default="KILL", help="signal name or number")

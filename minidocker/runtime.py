@@ -26,9 +26,11 @@ import termios
 from minidocker import linux
 from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, MinidockerError
 
-# Signals that `--init` passes on to the command (SIGKILL and SIGSTOP cannot be caught at all).
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+# Signals that `--init` passes on to the command: all but those it cannot catch (KILL, STOP),
+# the one that tells it a child ended (CHLD), and those the CPU raises on a fault of its own.
+FORWARDED_SIGNALS = set(signal.valid_signals()) - {
+    signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
+    signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS}
 
 
 class StartError(Exception):
@@ -297,15 +299,18 @@ def run_init(args: list[str], env: list[str]) -> None:
     in the namespace becomes its child, a zombie until PID 1 waits for it.
     """
     # --8<-- [start:ex-01-init]
-    # Fork the command, pass our signals on to it, and wait() for every child until it exits.
+    # Block our signals, fork the command, forward what arrives to it, and wait() for every child.
+    # Blocked first: a signal that came before our handlers existed would be dropped (we are
+    # PID 1); blocked, it waits as "pending" until we are ready to pass it on.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     child = os.fork()
     if child == 0:
-        for sig in FORWARDED_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # the command starts clean
         execute(args, env)
     os.close(_error_pipe)  # only the command's exec should close the parent's pipe
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     while True:
         pid, status = os.wait()  # any child: the command, or an orphan we inherited
         if pid == child:

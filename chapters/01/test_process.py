@@ -1,0 +1,114 @@
+"""Chapter 01: the process in the container — exit codes, signals, argv and env, user, workdir,
+stdin, terminals, and what being PID 1 means (docs/01-isolation.md#the-process)."""
+
+import json
+import signal
+import time
+
+from hypothesis import given, settings, strategies as st
+
+
+def run(md, rootfs, *command, flags=(), **kwargs):
+    return md("run", "--rm", *flags, "--rootfs", rootfs, "--", *command, **kwargs)
+
+
+@settings(max_examples=12)
+@given(st.integers(0, 255))
+def test_exit_codes_come_back_unchanged(md, rootfs, code):
+    out = run(md, rootfs, "sh", "-c", f"exit {code}")
+    assert out.returncode == code, f"`exit {code}` in the container came back as {out.returncode}: return the container's own code"
+
+
+@settings(max_examples=8)
+@given(st.sampled_from([signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                        signal.SIGALRM, signal.SIGTERM, signal.SIGKILL]))
+def test_a_command_killed_by_signal_n_exits_128_plus_n(md, rootfs, container, sig):
+    # With --init, `sleep` is not PID 1: `kill -s` reaches the init, which passes it on.
+    cid = container("sleep", "30", flags=("--init",))
+    md("kill", "-s", sig.name, cid, check=True)
+    code = md("wait", cid).stdout.strip()
+    md("rm", cid)
+    assert code == str(128 + sig), (
+        f"a command killed by {sig.name} ({int(sig)}) should exit {128 + sig}, as in Docker and the shell; "
+        f"got {code} (docs/01-isolation.md#exit-codes)")
+
+
+# Awkward but valid: spaces, quotes, newlines, globs, $, unicode, leading dashes; never NUL.
+awkward_text = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=15)
+@given(st.lists(awkward_text, max_size=6))
+def test_argv_survives_byte_for_byte(md, rootfs, args):
+    out = run(md, rootfs, "printf", r"%s\0", *args, binary=True)
+    assert out.returncode == 0, out.stderr
+    got = out.stdout.split(b"\0")[:-1] if args else []
+    assert got == [a.encode() for a in args], "argv changed on its way into the container"
+
+
+@settings(max_examples=15)
+@given(st.dictionaries(st.from_regex(r"MD_[A-Z0-9_]{1,10}", fullmatch=True), awkward_text, max_size=4))
+def test_env_survives_byte_for_byte(md, rootfs, env):
+    flags = [f for name, value in env.items() for f in ("-e", f"{name}={value}")]
+    script = "".join(f'printf "%s\\0" "${name}"; ' for name in env) or "true"
+    out = run(md, rootfs, "sh", "-c", script, flags=flags, binary=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(b"\0")[:-1] == [v.encode() for v in env.values()], "-e values changed on the way in"
+
+
+def test_docker_default_environment(md, rootfs):
+    env = dict(line.split("=", 1) for line in run(md, rootfs, "env", flags=("-h", "md-box")).stdout.split())
+    assert env.get("PATH") == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert env.get("HOSTNAME") == "md-box" and env.get("HOME") == "/root", f"Docker sets PATH, HOSTNAME and HOME: {env}"
+
+
+def test_missing_command_is_127_and_non_executable_is_126(md, rootfs):
+    missing = run(md, rootfs, "md-no-such-command")
+    assert missing.returncode == 127 and "md-no-such-command" in missing.stderr, missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1, "one line of error, no traceback"
+    assert run(md, rootfs, "/etc/passwd").returncode == 126, "a file that is not executable: 126"
+
+
+def test_workdir_user_and_read_only_root(md, rootfs):
+    assert run(md, rootfs, "pwd", flags=("-w", "/md/work")).stdout.strip() == "/md/work", "-w sets (and creates) the cwd"
+    ids = run(md, rootfs, "sh", "-c", "id -u; id -g; touch /etc/md 2>/dev/null || echo denied", flags=("-u", "1000:1001"))
+    assert ids.stdout.split() == ["1000", "1001", "denied"], f"-u 1000:1001 should run as that user: {ids.stdout}"
+    ro = run(md, rootfs, "sh", "-c", "touch /md 2>&1; touch /dev/shm/md && echo shm-ok", flags=("--read-only",))
+    assert "Read-only file system" in ro.stdout and "shm-ok" in ro.stdout, f"--read-only: / read-only, /dev/shm writable: {ro.stdout}"
+
+
+def test_stdin_only_with_dash_i(md, rootfs):
+    assert run(md, rootfs, "cat", flags=("-i",), input="md-hello\n").stdout == "md-hello\n", "-i passes stdin through"
+    assert run(md, rootfs, "cat", input="md-hello\n").stdout == "", "without -i the container's stdin is empty, as in Docker"
+
+
+def test_dash_t_gives_a_terminal_from_the_containers_own_devpts(md, rootfs):
+    out = run(md, rootfs, "sh", "-c", "tty; [ -t 1 ] && echo is-a-tty", flags=("-t",))
+    assert out.stdout.split() == ["/dev/pts/0", "is-a-tty"], (
+        f"with -t the command's stdio is a pty of the container's own /dev/pts: {out.stdout!r}")
+
+
+def _zombies(md, cid):
+    return md("exec", cid, "sh", "-c", "grep -l '^State:.Z' /proc/[0-9]*/status | wc -l").stdout.strip()
+
+
+def test_pid_1_does_not_reap_orphans_unless_init(md, rootfs, container):
+    # The subshell starts `sleep 0` and exits: the orphan is re-parented to PID 1 (here `sleep`,
+    # which never calls wait), so when it ends it stays a zombie. With --init, the init reaps it.
+    script = "(sleep 0 &); exec sleep 30"
+    plain, with_init = container("sh", "-c", script), container("sh", "-c", script, flags=("--init",))
+    time.sleep(0.5)
+    assert _zombies(md, plain) == "1", "a plain PID 1 leaves the orphan a zombie (docs/01-isolation.md#pid-1)"
+    assert _zombies(md, with_init) == "0", "--init must reap orphans (docs/01-isolation.md#ex-01-init)"
+
+
+def test_stop_sigkills_a_pid_1_that_ignores_sigterm_and_init_forwards_it(md, rootfs, container):
+    plain, with_init = container("sleep", "30"), container("sleep", "30", flags=("--init",))
+    started = time.monotonic()
+    md("stop", "-t", "1", plain, check=True)
+    assert time.monotonic() - started >= 1, "PID 1 has no SIGTERM handler, so the kernel drops SIGTERM: stop must wait"
+    assert json.loads(md("inspect", plain).stdout)[0]["State"]["ExitCode"] == 137, "...then SIGKILL: 128+9"
+    started = time.monotonic()
+    md("stop", "-t", "5", with_init, check=True)
+    assert time.monotonic() - started < 3, "with --init, SIGTERM is forwarded to sleep, which dies at once"
+    assert json.loads(md("inspect", with_init).stdout)[0]["State"]["ExitCode"] == 143, "killed by SIGTERM: 128+15"
