@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     except MinidockerError as e:
         if os.environ.get("MINIDOCKER_DEBUG"):
             raise
-        print(f"minidocker: {e}", file=sys.stderr)
+        # One line, whatever the user typed: a newline in a name must not start a second line.
+        print("minidocker:", str(e).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
@@ -95,5 +96,6 @@ def main(argv=None) -> int:
     except Exception as e:  # a bug or an unexpected OS error: still one line, unless debugging
         if os.environ.get("MINIDOCKER_DEBUG"):
             raise
-        print(f"minidocker: {type(e).__name__}: {e} (set MINIDOCKER_DEBUG=1 for a traceback)", file=sys.stderr)
+        message = f"{type(e).__name__}: {e}".replace("\r", "\\r").replace("\n", "\\n")
+        print(f"minidocker: {message} (set MINIDOCKER_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_ENGINE

@@ -187,7 +187,8 @@ def remove_dir(c: Container) -> None:
 
 
 def process_start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None
+    if it is gone.
 
     A pid alone can be reused after its process dies; pid + start time names one process.
     """
@@ -197,6 +198,8 @@ def process_start_time(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # the name in (...) may contain spaces
+    if fields[0] in "ZX":  # a zombie has died; only its exit status waits to be collected
+        return None
     return int(fields[19])
 
 

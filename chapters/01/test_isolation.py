@@ -23,7 +23,7 @@ def test_hostname_is_the_short_id(md, rootfs):
         "it its own (docs/01-isolation.md#ex-01-namespaces)")
 
 
-@settings(max_examples=5)
+@settings(max_examples=3)
 @given(st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True))
 def test_hostname_set_inside_stays_inside(md, rootfs, name):
     host = socket.gethostname()

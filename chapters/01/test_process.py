@@ -12,14 +12,14 @@ def run(md, rootfs, *command, flags=(), **kwargs):
     return md("run", "--rm", *flags, "--rootfs", rootfs, "--", *command, **kwargs)
 
 
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(st.integers(0, 255))
 def test_exit_codes_come_back_unchanged(md, rootfs, code):
     out = run(md, rootfs, "sh", "-c", f"exit {code}")
     assert out.returncode == code, f"`exit {code}` in the container came back as {out.returncode}: return the container's own code"
 
 
-@settings(max_examples=8)
+@settings(max_examples=5)
 @given(st.sampled_from([signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
                         signal.SIGALRM, signal.SIGTERM, signal.SIGKILL]))
 def test_a_command_killed_by_signal_n_exits_128_plus_n(md, rootfs, container, sig):
@@ -37,7 +37,7 @@ def test_a_command_killed_by_signal_n_exits_128_plus_n(md, rootfs, container, si
 awkward_text = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=30)
 
 
-@settings(max_examples=15)
+@settings(max_examples=10)
 @given(st.lists(awkward_text, max_size=6))
 def test_argv_survives_byte_for_byte(md, rootfs, args):
     out = run(md, rootfs, "printf", r"%s\0", *args, binary=True)
@@ -46,7 +46,7 @@ def test_argv_survives_byte_for_byte(md, rootfs, args):
     assert got == [a.encode() for a in args], "argv changed on its way into the container"
 
 
-@settings(max_examples=15)
+@settings(max_examples=10)
 @given(st.dictionaries(st.from_regex(r"MD_[A-Z0-9_]{1,10}", fullmatch=True), awkward_text, max_size=4))
 def test_env_survives_byte_for_byte(md, rootfs, env):
     flags = [f for name, value in env.items() for f in ("-e", f"{name}={value}")]
