@@ -48,13 +48,12 @@ def pytest_unconfigure(config):
         shutil.rmtree(root, ignore_errors=True)
     # The session's cgroup parent, and `minidocker/` itself once nothing else uses it.
     parent = os.environ.get("MINIDOCKER_CGROUP_PARENT", "")
-    if parent and os.path.isdir(harness.CGROUP_ROOT):
-        for hierarchy in os.listdir(harness.CGROUP_ROOT):
-            for path in (parent, os.path.dirname(parent)):
-                try:
-                    os.rmdir(os.path.join(harness.CGROUP_ROOT, hierarchy, path))
-                except OSError:
-                    pass
+    for hierarchy in harness.cgroup_roots() if parent else ():
+        for path in (parent, os.path.dirname(parent)):
+            try:
+                os.rmdir(os.path.join(hierarchy, path))
+            except OSError:
+                pass
 
 
 def pytest_report_header(config):
