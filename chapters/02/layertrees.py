@@ -1,0 +1,130 @@
+"""Helpers for the chapter 02 suite: random layer stacks, building them on disk, and snapshots of a
+visible tree (through a real mount, or through the model) that can be compared with ==."""
+
+import contextlib
+import os
+import stat
+
+from hypothesis import strategies as st
+
+from minidocker import overlay
+from minidocker.unionfs import OPAQUE_XATTR, Union, is_whiteout, make_whiteout
+
+NAMES = "abcde"  # few names, so that layers collide on the same paths all the time
+LINK_TARGETS = ["a", "../b", "/etc/passwd", "c/d", "."]
+FILE_MODES = [0o644, 0o600, 0o755, 0o444]
+
+# A layer is a dict name -> node; a node is ("file", mode, data), ("link", target), ("whiteout",)
+# or ("dir", {name: node}, opaque). The bottom layer may hold whiteouts too: they hide nothing.
+_leaf = st.one_of(
+    st.tuples(st.just("file"), st.sampled_from(FILE_MODES), st.binary(max_size=6)),
+    st.tuples(st.just("link"), st.sampled_from(LINK_TARGETS)),
+    st.just(("whiteout",)),
+)
+_node = st.recursive(
+    _leaf,
+    lambda children: st.tuples(st.just("dir"), st.dictionaries(st.sampled_from(NAMES), children, max_size=3),
+                               st.sampled_from([False, False, True])),
+    max_leaves=6,
+)
+layers = st.dictionaries(st.sampled_from(NAMES), _node, max_size=4)
+stacks = st.lists(layers, min_size=1, max_size=3)  # lower layers, top-most first
+
+
+def build(root: str, layer: dict) -> str:
+    """Write a layer in overlayfs's on-disk format (whiteouts are 0:0 char devices)."""
+    os.makedirs(root, exist_ok=True)
+    for name, node in layer.items():
+        path = os.path.join(root, name)
+        if node[0] == "file":
+            with open(path, "wb") as f:
+                f.write(node[2])
+            os.chmod(path, node[1])
+        elif node[0] == "link":
+            os.symlink(node[1], path)
+        elif node[0] == "whiteout":
+            make_whiteout(path)
+        else:
+            build(path, node[1])
+            if node[2]:
+                os.setxattr(path, OPAQUE_XATTR, b"y")
+    return root
+
+
+def build_stack(root: str, stack: list[dict]) -> list[str]:
+    """Build the layers of `stack` (top-most first) under root/lower0, lower1, ... the way real
+    images come about, bottom-up, and return their paths, top-most first. A whiteout is kept only
+    where it hides something: a whiteout in a directory that merges nothing shows up in overlayfs's
+    readdir (a quirk real images never meet, since a layer only deletes what a layer below has)."""
+    paths = []
+    for i, layer in reversed(list(enumerate(stack))):
+        top = build(os.path.join(root, f"lower{i}"), layer)
+        union = Union([top, *paths])
+        for dirpath, _, filenames in os.walk(top):
+            for name in filenames:
+                real = os.path.join(dirpath, name)
+                if is_whiteout(os.lstat(real)) and len(union.stack(os.path.relpath(dirpath, top))) < 2:
+                    os.unlink(real)
+        paths.insert(0, top)
+    return paths
+
+
+def _entry(st_: os.stat_result, read, readlink):
+    mode = stat.S_IMODE(st_.st_mode)
+    if stat.S_ISDIR(st_.st_mode):
+        return ("dir", oct(mode))
+    if stat.S_ISLNK(st_.st_mode):
+        return ("link", readlink())
+    if stat.S_ISREG(st_.st_mode):
+        return ("file", oct(mode), read())
+    return ("other", oct(st_.st_mode), st_.st_rdev)
+
+
+def snapshot_dir(root: str) -> dict:
+    """{relative path: entry} of everything visible under `root` (not root itself)."""
+    tree = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+
+            def read(p=path):
+                with open(p, "rb") as f:
+                    return f.read()
+
+            tree[rel] = _entry(os.lstat(path), read, lambda p=path: os.readlink(p))
+    return tree
+
+
+def snapshot_model(union, path: str = "", tree=None) -> dict:
+    """The same snapshot, through the model's lookup and listing."""
+    tree = {} if tree is None else tree
+    for name in union.listdir(path):
+        rel = os.path.join(path, name)
+        st_ = union.lstat(rel)
+        tree[rel] = _entry(st_, lambda: union.read(rel), lambda: union.readlink(rel))
+        if stat.S_ISDIR(st_.st_mode):
+            snapshot_model(union, rel, tree)
+    return tree
+
+
+@contextlib.contextmanager
+def mounted(lowers, upper, work, target):
+    """An overlay mount that is gone when the block ends, whatever happens in it."""
+    for d in (upper, work, target):
+        if d:
+            os.makedirs(d, exist_ok=True)
+    overlay.mount(lowers, upper, work, target)
+    try:
+        yield target
+    finally:
+        overlay.unmount(target)
+
+
+def diff(expected: dict, got: dict) -> str:
+    """The paths on which two snapshots differ, for an assertion message."""
+    lines = []
+    for path in sorted(set(expected) | set(got)):
+        if expected.get(path) != got.get(path):
+            lines.append(f"  {path}: expected {expected.get(path, 'nothing')}, got {got.get(path, 'nothing')}")
+    return "\n".join(lines[:12])
