@@ -18,10 +18,10 @@ demo: setup
 	  echo "my / holds: $$(ls / | tr "\n" " ")"; \
 	  echo "network:   $$(ls /sys/class/net | tr "\n" " ")"'
 
-# The whole suite: every chapter, the project's own tests, and the docs build.
+# The whole suite: every chapter, and the project's own tests (the strict docs build among them:
+# tests/test_docs.py).
 test: setup
 	$(PY) -m pytest chapters tests
-	$(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 docs: setup
 	$(VENV)/bin/mkdocs build --strict --site-dir build/site
