@@ -43,7 +43,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Reinstall only when the project's dependencies changed since the last install.
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  echo "setup: installing minidocker and its tools into .venv"
+  # pip's own chatter goes to a log, shown only if the install fails.
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } >.venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    exit 1
+  fi
   touch .venv/.installed
 fi
