@@ -112,7 +112,7 @@ def _check_exercise(ex: Section, lines: list[str], found: list[Section]) -> None
             raise MinidockerError(f"{where} overlaps section {other.name!r}", "nest sections fully, or not at all")
     i = ex.start + 1
     while i < ex.end and lines[i].strip().startswith("#") and not MARKER.match(lines[i]):
-        ex.hint.append(lines[i].strip().lstrip("#").strip())
+        ex.hint.append(lines[i].strip()[1:].strip())
         i += 1
     if not " ".join(ex.hint).strip():
         raise MinidockerError(f"{where} has no hint", "its first lines must be a comment saying what to do")
@@ -265,6 +265,9 @@ def run_chapter(chapter: Path, impl: Path, *args: str, tests=(), env=None) -> su
     """`pytest chapters/NN --impl DIR ARGS`, from the reference checkout so that its conftest.py
     (which understands --impl) is the one that loads. `tests` may pick node ids of the chapter."""
     env = {k: v for k, v in os.environ.items() if k not in ("MINIDOCKER_IMPL", "PYTEST_CURRENT_TEST")} | (env or {})
+    # `python -m minidocker` puts its working directory, the reference checkout, first on sys.path:
+    # the tests' CLI would run the reference's package, not DIR's. PYTHONSAFEPATH (3.11) stops that.
+    env["PYTHONSAFEPATH"] = "1"
     return subprocess.run([sys.executable, "-m", "pytest", *(tests or [str(chapter)]), "--impl", str(impl),
                            "-q", "-p", "no:cacheprovider", *args],
                           cwd=chapter.parent.parent, env=env, capture_output=True, text=True)
@@ -322,10 +325,10 @@ def grade(dest: str, json_path: str | None = None, junit_path: str | None = None
 # The command line: lab init / grade / status
 
 def cmd_init(args) -> int:
-    manifest = init(args.dir, args.from_chapter)
-    chapters_ = sorted({e["chapter"] for e in manifest["exercises"]})
-    print(f"lab written to {Path(args.dir).resolve()}: {len(manifest['exercises'])} exercises blanked"
-          f"{' in chapters ' + ', '.join(f'{c:02d}' for c in chapters_) if chapters_ else ''}")
+    done = init(args.dir, args.from_chapter)["exercises"]
+    chapters_ = ", ".join(sorted({f"{e['chapter']:02d}" for e in done})) or "none"
+    print(f"lab written to {Path(args.dir).resolve()}: {len(done)} exercise{'' if len(done) == 1 else 's'} "
+          f"blanked (chapters: {chapters_})")
     print(f"next: minidocker lab status {args.dir}")
     return 0
 
