@@ -179,10 +179,11 @@ def exercises(package: Path) -> list[tuple[Section, list[str]]]:
 
 def _place_in_docs(ex: Section) -> int:
     try:
-        place = (REPO / docs_page(ex.chapter)).read_text().find("{#" + ex.name + "}")
+        page = (REPO / docs_page(ex.chapter)).read_text()
     except MinidockerError:  # no docs here (a lab run from its own copy): keep the files' order
-        place = -1
-    return place if place >= 0 else sys.maxsize
+        return sys.maxsize
+    anchor = re.search(r"\{[^}\n]*#" + re.escape(ex.name) + r"[\s}]", page)  # {#ex-01-x} or {#ex-01-x .cls}
+    return anchor.start() if anchor else sys.maxsize
 
 
 # --8<-- [start:init]
@@ -207,13 +208,25 @@ def init(dest: str, from_chapter: int = 1) -> dict:
         blanked = [{"name": s.name, "chapter": s.chapter, "file": s.path, "line": s.start + 1,
                     "hint": " ".join(s.hint), "docs": f"{docs_page(s.chapter)}#{s.name}"}
                    for s, _ in exercises(copy) if s.chapter >= from_chapter]
+        made = [] if root.exists() else [root]
         root.mkdir(parents=True, exist_ok=True)
         copy.rename(root / "minidocker")
     manifest = {"from_chapter": from_chapter, "reference": str(REPO), "commit": _commit(),
                 "created": _now(), "exercises": blanked}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _give_to_sudo_user(*made, root / "minidocker", root / MANIFEST)
     return manifest
 # --8<-- [end:init]
+
+
+def _give_to_sudo_user(*paths: Path) -> None:
+    """Under sudo (setup and grading need root), hand what we wrote to the user who ran sudo: the
+    student edits the lab as themselves, not as root. Only our own files: DIR may hold others."""
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if os.geteuid() == 0 and uid and gid:
+        for path in paths:
+            for p in (path, *path.rglob("*")) if path.is_dir() else (path,):
+                os.chown(p, int(uid), int(gid))
 
 
 def _commit() -> str | None:
@@ -268,6 +281,7 @@ def run_chapter(chapter: Path, impl: Path, *args: str, tests=(), env=None) -> su
     # `python -m minidocker` puts its working directory, the reference checkout, first on sys.path:
     # the tests' CLI would run the reference's package, not DIR's. PYTHONSAFEPATH (3.11) stops that.
     env["PYTHONSAFEPATH"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no root-owned __pycache__ in the student's lab
     return subprocess.run([sys.executable, "-m", "pytest", *(tests or [str(chapter)]), "--impl", str(impl),
                            "-q", "-p", "no:cacheprovider", *args],
                           cwd=chapter.parent.parent, env=env, capture_output=True, text=True)
@@ -317,6 +331,7 @@ def grade(dest: str, json_path: str | None = None, junit_path: str | None = None
     Path(json_path or lab / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if junit_path:
         ET.ElementTree(suites).write(junit_path, encoding="utf-8", xml_declaration=True)
+    _give_to_sudo_user(Path(json_path or lab / REPORT))
     return report
 # --8<-- [end:grade]
 

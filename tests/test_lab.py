@@ -343,12 +343,10 @@ def test_every_chapter_has_exercises(chapter):
     assert chapter in LAB_CHAPTERS, f"chapters/{chapter:02d} has a suite but minidocker/ has no ex-{chapter:02d}-* section"
 
 
-@pytest.mark.parametrize("ex", EXERCISES, ids=lambda ex: ex.name)
-def test_exercise_has_a_suite_and_a_docs_section(ex):
-    assert ex.chapter in CHAPTERS, f"{ex.path}: {ex.name} belongs to chapter {ex.chapter:02d}, which has no chapters/{ex.chapter:02d} suite"
-    page = lab.docs_page(ex.chapter)
-    assert "{#" + ex.name + "}" in (REPO / page).read_text(), \
-        f"{page} has no heading with the anchor {{#{ex.name}}}, which the exercise's hint links to"
+@pytest.mark.parametrize("chapter", LAB_CHAPTERS)
+def test_every_exercise_has_a_suite(chapter):
+    # (Its docs heading {#ex-NN-name} is checked by tests/test_docs.py.)
+    assert chapter in CHAPTERS, f"minidocker/ has ex-{chapter:02d}-* exercises but there is no chapters/{chapter:02d} suite"
 
 
 @pytest.mark.parametrize("chapter", PROBED)
