@@ -87,7 +87,7 @@ def _xattrs(real: str) -> dict[str, str]:
 
 def apply(fileobj, target: str) -> None:
     """Apply an OCI layer tar (plain or gzip) onto the directory `target`, as the image spec says:
-    whiteouts delete from what is already there, then the layer's entries are written."""
+    entries are written over what is there, and whiteouts delete from what was there."""
     if not fileobj.seekable():  # two passes over the tar need a file we can rewind
         spool = tempfile.TemporaryFile()
         shutil.copyfileobj(fileobj, spool)
@@ -99,22 +99,27 @@ def apply(fileobj, target: str) -> None:
         # Pass 1: refuse the whole layer before writing a single byte, so that a bad layer leaves
         # the target as it was.
         _check(members, target)
-        # Pass 2: deletions. Whiteouts only ever refer to the layers below, never to this
-        # layer's own entries, so applying them all first is what the spec means.
+        # Pass 2: in the tar's order, where a directory comes before its entries. A whiteout
+        # deletes from the layers below, never this layer's own entries (`mine`): that is what
+        # lets the opaque marker sit anywhere in its directory.
+        mine, dirs = set(), []
         for m in members:
-            base = os.path.basename(_name(m))
+            name = _name(m)
+            parent, base = os.path.dirname(name), os.path.basename(name)
             if base == OPAQUE:
-                directory = _inside(target, os.path.dirname(_name(m)))
-                if _is_real_dir(directory):  # (a symlink there is replaced in pass 3)
+                directory = _inside(target, parent)
+                if _is_real_dir(directory):
                     for entry in os.listdir(directory):
-                        _remove(os.path.join(directory, entry))
+                        if os.path.join(parent, entry) not in mine:
+                            _remove(os.path.join(directory, entry))
             elif base.startswith(WHITEOUT):
-                _remove(_inside(target, os.path.join(os.path.dirname(_name(m)), base[len(WHITEOUT):])))
-        # Pass 3: the entries, in the order of the tar (a hard link follows its target).
-        dirs = []
-        for m in members:
-            if _name(m) and not os.path.basename(_name(m)).startswith(WHITEOUT):
+                if os.path.join(parent, base[len(WHITEOUT):]) not in mine:
+                    _remove(_inside(target, os.path.join(parent, base[len(WHITEOUT):])))
+            elif name:
                 path = _extract(tar, m, target)
+                while name not in mine and name:  # the entry, and the directories it implies
+                    mine.add(name)
+                    name = os.path.dirname(name)
                 if m.isdir():
                     dirs.append((path, m))
         # Writing into a directory changes its mtime: directory times are set last.

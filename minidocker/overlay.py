@@ -51,6 +51,12 @@ def mount(lowerdirs: list[str], upperdir: str | None, workdir: str | None, targe
     if not lowerdirs:
         raise MinidockerError("an overlay needs at least one lower layer", "give the image's layers")
     absolute = [os.path.abspath(d) for d in lowerdirs]
+    if not upperdir and len(absolute) == 1:
+        # overlayfs refuses a stack with nothing to merge ("at least 2 lowerdir are needed while
+        # upperdir nonexistent"). One read-only layer is a read-only bind mount.
+        linux.mount(absolute[0], target, None, linux.MS_BIND)
+        linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+        return
     # --8<-- [start:ex-02-mount]
     # Build the options string and call mount(2) with filesystem type "overlay". If the string
     # does not fit in one page, mount from short relative names instead (see _mount_short).

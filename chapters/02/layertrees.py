@@ -2,6 +2,7 @@
 visible tree (through a real mount, or through the model) that can be compared with ==."""
 
 import contextlib
+import itertools
 import os
 import stat
 
@@ -10,44 +11,47 @@ from hypothesis import strategies as st
 from minidocker import overlay
 from minidocker.unionfs import OPAQUE_XATTR, Union, is_whiteout, make_whiteout
 
-NAMES = "abcde"  # few names, so that layers collide on the same paths all the time
-LINK_TARGETS = ["a", "../b", "/etc/passwd", "c/d", "."]
+LAYER_NAMES = "abc"  # few names, so that layers collide on the same paths all the time
+NAMES = "abcde"  # the names operations use: those of the layers, and new ones
+LINK_TARGETS = ["a", "b/../c", "/etc/passwd", "c/d", "."]  # none escapes: see test_changeset_safety
 FILE_MODES = [0o644, 0o600, 0o755, 0o444]
 
-# A layer is a dict name -> node; a node is ("file", mode, data), ("link", target), ("whiteout",)
-# or ("dir", {name: node}, opaque). The bottom layer may hold whiteouts too: they hide nothing.
-_leaf = st.one_of(
+# A layer is {path: entry}, an entry being ("file", mode, data), ("link", target), ("whiteout",)
+# or ("dir", opaque). Paths come from a small set, so that layers collide at every depth; the
+# parent directories of a path are made as needed.
+PATHS = [p for n in (1, 2, 3) for p in map("/".join, itertools.product(LAYER_NAMES, repeat=n))]
+_entry_kind = st.one_of(
     st.tuples(st.just("file"), st.sampled_from(FILE_MODES), st.binary(max_size=6)),
     st.tuples(st.just("link"), st.sampled_from(LINK_TARGETS)),
     st.just(("whiteout",)),
+    st.tuples(st.just("dir"), st.booleans()),
 )
-_node = st.recursive(
-    _leaf,
-    lambda children: st.tuples(st.just("dir"), st.dictionaries(st.sampled_from(NAMES), children, max_size=3),
-                               st.sampled_from([False, False, True])),
-    max_leaves=6,
-)
-layers = st.dictionaries(st.sampled_from(NAMES), _node, max_size=4)
-stacks = st.lists(layers, min_size=1, max_size=3)  # lower layers, top-most first
+layers = st.dictionaries(st.sampled_from(PATHS), _entry_kind, min_size=1, max_size=8)
+stacks = st.lists(layers, min_size=2, max_size=3)  # lower layers, top-most first
 
 
 def build(root: str, layer: dict) -> str:
     """Write a layer in overlayfs's on-disk format (whiteouts are 0:0 char devices)."""
     os.makedirs(root, exist_ok=True)
-    for name, node in layer.items():
-        path = os.path.join(root, name)
-        if node[0] == "file":
-            with open(path, "wb") as f:
-                f.write(node[2])
-            os.chmod(path, node[1])
-        elif node[0] == "link":
-            os.symlink(node[1], path)
-        elif node[0] == "whiteout":
-            make_whiteout(path)
+    for path in sorted(layer, key=len):  # parents first
+        parents = [path[:i] for i, char in enumerate(path) if char == "/"]  # "a/b/c": "a", "a/b"
+        if any(layer.get(parent, ("dir",))[0] != "dir" for parent in parents):
+            continue  # a parent is not a directory in this layer: the path cannot exist
+        real = os.path.join(root, path)
+        os.makedirs(os.path.dirname(real), exist_ok=True)
+        kind, *args = layer[path]
+        if kind == "file":
+            with open(real, "wb") as f:
+                f.write(args[1])
+            os.chmod(real, args[0])
+        elif kind == "link":
+            os.symlink(args[0], real)
+        elif kind == "whiteout":
+            make_whiteout(real)
         else:
-            build(path, node[1])
-            if node[2]:
-                os.setxattr(path, OPAQUE_XATTR, b"y")
+            os.makedirs(real, exist_ok=True)
+            if args[0]:
+                os.setxattr(real, OPAQUE_XATTR, b"y")
     return root
 
 

@@ -214,21 +214,21 @@ def scenario(tmp_path, stack, *ops):
 
 
 F = lambda data, mode=0o644: ("file", mode, data)  # noqa: E731
-D = lambda opaque=False, **children: ("dir", children, opaque)  # noqa: E731
+D = lambda opaque=False: ("dir", opaque)  # noqa: E731
 WH = ("whiteout",)
 
 
 def test_lookup_top_layer_wins_and_directories_merge(tmp_path):
-    model = scenario(tmp_path, [{"f": F(b"top"), "d": D(x=F(b"1"))}, {"f": F(b"bottom"), "d": D(y=F(b"2"))}])
+    model = scenario(tmp_path, [{"f": F(b"top"), "d/x": F(b"1")}, {"f": F(b"bottom"), "d/y": F(b"2")}])
     assert model.read("f") == b"top", f"the top-most layer that has a name wins ({DOCS}#ex-02-lookup)"
     assert model.listdir("d") == ["x", "y"], f"a directory in two layers shows both ({DOCS}#ex-02-lookup)"
 
 
 def test_lookup_whiteouts_opaque_dirs_and_files_stop_the_search(tmp_path):
     model = scenario(tmp_path, [
-        {"gone": WH, "d": D(True, new=F(b"")), "e": D(y=F(b""))},
-        {"gone": F(b"old"), "d": D(old=F(b"")), "e": F(b"a file hides the directory below it")},
-        {"e": D(hidden=F(b""))},
+        {"gone": WH, "d": D(opaque=True), "d/new": F(b""), "e/y": F(b"")},
+        {"gone": F(b"old"), "d/old": F(b""), "e": F(b"a file hides the directory below it")},
+        {"e/hidden": F(b"")},
     ])
     assert not model.exists("gone"), f"a whiteout hides the file below it ({DOCS}#ex-02-lookup)"
     assert model.listdir("d") == ["new"], f"an opaque directory hides the one below it ({DOCS}#ex-02-lookup)"
@@ -236,7 +236,7 @@ def test_lookup_whiteouts_opaque_dirs_and_files_stop_the_search(tmp_path):
 
 
 def test_copy_up_leaves_the_lower_layer_alone(tmp_path):
-    model = scenario(tmp_path, [{"d": D(f=F(b"lower"), g=F(b"g"))}],
+    model = scenario(tmp_path, [{"d/f": F(b"lower"), "d/g": F(b"g")}],
                      ("write", "d/f", b"+upper", True), ("chmod", "d", 0o700))
     assert model.read("d/f") == b"lower+upper"
     with open(tmp_path / "lower0" / "d" / "f", "rb") as f:
@@ -246,7 +246,7 @@ def test_copy_up_leaves_the_lower_layer_alone(tmp_path):
 
 
 def test_delete_leaves_a_whiteout_only_when_needed(tmp_path):
-    model = scenario(tmp_path, [{"lower": F(b""), "d": D(x=F(b""))}],
+    model = scenario(tmp_path, [{"lower": F(b""), "d/x": F(b"")}],
                      ("write", "new", b"", False), ("unlink", "new"), ("unlink", "lower"),
                      ("unlink", "d/x"), ("rmdir", "d"))
     up = os.path.join(model.upper, "{}")
@@ -258,14 +258,14 @@ def test_delete_leaves_a_whiteout_only_when_needed(tmp_path):
 
 
 def test_a_directory_made_again_is_opaque(tmp_path):
-    model = scenario(tmp_path, [{"d": D(old=F(b""))}],
+    model = scenario(tmp_path, [{"d/old": F(b"")}],
                      ("unlink", "d/old"), ("rmdir", "d"), ("mkdir", "d"))
     assert model.listdir("d") == [], f"'rm -r d; mkdir d' gives an empty d: it must be opaque ({DOCS}#whiteouts)"
 
 
 def test_renaming_a_lower_directory_fails_with_exdev(tmp_path):
     harness.need_root()
-    lowers = layertrees.build_stack(str(tmp_path), [{"d": D(f=F(b""))}])
+    lowers = layertrees.build_stack(str(tmp_path), [{"d/f": F(b"")}])
     model = Union(lowers, str(tmp_path / "model"))
     os.mkdir(model.upper)
     with pytest.raises(OSError) as e:
