@@ -277,40 +277,52 @@ class Probe:
         return [t for t in self.tests if any(t in self.reached[n] for n in names)]
 
 
-def copy_package(dest: Path) -> Path:
-    shutil.copytree(lab.PACKAGE, dest / "minidocker", ignore=shutil.ignore_patterns("__pycache__"))
+def copy_package(dest: Path, package: Path = lab.PACKAGE) -> Path:
+    shutil.copytree(package, dest / "minidocker", ignore=shutil.ignore_patterns("__pycache__"))
     return dest / "minidocker"
 
 
-def instrument(dest: Path) -> None:
-    """dest/minidocker: the reference, plus a probe call as the first statement of each exercise."""
-    package, index = copy_package(dest), {ex.name: i for i, ex in enumerate(EXERCISES)}
-    for path in package.rglob("*.py"):
+def instrument(dest: Path, exercises: list, package: Path) -> None:
+    """dest/minidocker: the package, plus a probe call as the first statement of each exercise."""
+    copy, index = copy_package(dest, package), {ex.name: i for i, ex in enumerate(exercises)}
+    for path in copy.rglob("*.py"):
         text = path.read_text()
         lines = text.split("\n")
-        for ex in reversed([s for s in lab.sections(text) if s.chapter is not None]):
+        for ex in reversed([s for s in lab.sections(text) if s.name in index]):
             first = next(lines[i] for i in ex.body if lines[i].strip())
             lines.insert(ex.body.start, f"{lab._indent(first)}__import__('minidocker')._lab_probe.hit({index[ex.name]})")
         path.write_text("\n".join(lines))
-    (package / "_lab_probe.py").write_text(PROBE)
-    (package / "_lab_hits").write_bytes(bytes(SLOTS * len(EXERCISES)))
-    with open(package / "__init__.py", "a") as f:  # map the probes' memory before any fork
+    (copy / "_lab_probe.py").write_text(PROBE)
+    (copy / "_lab_hits").write_bytes(bytes(SLOTS * len(exercises)))
+    with open(copy / "__init__.py", "a") as f:  # map the probes' memory before any fork
         f.write("\nfrom minidocker import _lab_probe  # noqa: E402\n")
 
 
-def probe(chapter: int, tmp: Path) -> Probe:
-    instrument(tmp)
+def probe(chapter: Path, tmp: Path, exercises: list, package: Path = lab.PACKAGE) -> Probe:
+    """Run the chapter's suite against the instrumented package: which test reaches which exercise."""
+    instrument(tmp, exercises, package)
     (tmp / "md_lab_collect.py").write_text(COLLECT)
-    proc = lab.run_chapter(CHAPTERS[chapter], tmp, "-p", "md_lab_collect",
+    proc = lab.run_chapter(chapter, tmp, "-p", "md_lab_collect",
                            env={"PYTHONPATH": str(tmp), "MD_LAB_TESTS": str(tmp / "tests.txt")})
     tests = (tmp / "tests.txt").read_text().split("\n") if (tmp / "tests.txt").exists() else []
     hits, reached = (tmp / "minidocker" / "_lab_hits").read_bytes(), {}
-    for i, ex in enumerate(EXERCISES):
+    for i, ex in enumerate(exercises):
         row = hits[i * SLOTS:(i + 1) * SLOTS]
         # A hit outside any test (at collection, or in a process that dropped the environment)
         # could belong to any test: count it for all of them.
         reached[ex.name] = set(tests) if row[bucket("")] else {t for t in tests if row[bucket(t)]}
     return Probe(proc, tests, reached)
+
+
+def fails_without(ex, ref: Probe, chapter: Path, tmp: Path, package: Path = lab.PACKAGE) -> bool:
+    """(b) for one exercise: does the chapter's suite fail with just that exercise blanked?"""
+    copy = copy_package(tmp, package)
+    path = copy.parent / ex.path
+    path.write_text(lab.blank(path.read_text(), lambda s: s.name == ex.name, page=PAGE))
+    first = ref.tests_reaching([ex.name])
+    if first and lab.run_chapter(chapter, tmp, *FAST, tests=first).returncode in FAILED:
+        return True
+    return lab.run_chapter(chapter, tmp, *FAST).returncode in FAILED  # the probes missed? the whole suite decides
 
 
 @pytest.fixture(scope="session")
@@ -320,7 +332,7 @@ def probes(tmp_path_factory):
 
     def get(chapter: int) -> Probe:
         if chapter not in done:
-            done[chapter] = probe(chapter, tmp_path_factory.mktemp(f"probe-{chapter:02d}"))
+            done[chapter] = probe(CHAPTERS[chapter], tmp_path_factory.mktemp(f"probe-{chapter:02d}"), EXERCISES)
         return done[chapter]
     return get
 
@@ -361,18 +373,10 @@ def test_b_each_exercise_blanked_alone_fails_its_chapter(ex, probes, tmp_path):
     assert ex.chapter in CHAPTERS, f"no chapters/{ex.chapter:02d} suite for {ex.name}"
     ref = probes(ex.chapter)
     assert ref.proc.returncode == 0, f"the reference itself fails chapters/{ex.chapter:02d}: see test_a"
-    package = copy_package(tmp_path)
-    path = package.parent / ex.path
-    path.write_text(lab.blank(path.read_text(), lambda s: s.name == ex.name, page=PAGE))
-    chapter = CHAPTERS[ex.chapter]
-    first = ref.tests_reaching([ex.name])
-    if first and lab.run_chapter(chapter, tmp_path, *FAST, tests=first).returncode in FAILED:
-        return
-    proc = lab.run_chapter(chapter, tmp_path, *FAST)  # the probes missed? then the whole suite decides
-    assert proc.returncode in FAILED, (
+    assert fails_without(ex, ref, CHAPTERS[ex.chapter], tmp_path), (
         f"blanking {ex.name} ({ex.path}:{ex.start + 1}) leaves chapters/{ex.chapter:02d} passing: "
-        f"no test needs that code. Add a test that fails without it (docs/teachers.md#add-an-exercise).\n"
-        f"Tests that reached it: {first or 'none'}")
+        f"no test needs that code. Add a test that fails without it (docs/teachers.md#add-an-exercise). "
+        f"Tests that reached it: {ref.tests_reaching([ex.name]) or 'none'}")
 
 
 @pytest.mark.parametrize("chapter", LAB_CHAPTERS)
@@ -400,3 +404,31 @@ def test_c_earlier_chapters_pass_against_the_lab(chapter, probes, tmp_path):
         assert proc.returncode == 0, (
             f"chapters/{earlier:02d} fails against the lab from chapter {chapter:02d}: its tests "
             f"{reaching} run code of a later chapter's exercises ({blanks}).\n{tail(proc)}")
+
+
+UNTESTED = "\n".join(["def unused():", "    " + M("start", "ex-42-unused"), "    # Nothing tests this.",
+                      "    return 1", "    " + M("end", "ex-42-unused"), ""])
+IN_A_SUBPROCESS = """
+
+def test_add_in_a_subprocess():
+    import os, subprocess, sys, harness
+    code = "from minidocker import labdemo; assert labdemo.add(1, 1) == 2"
+    env = dict(os.environ, PYTHONPATH=harness.IMPL)
+    assert subprocess.run([sys.executable, "-P", "-c", code], env=env).returncode == 0, "add(1, 1) is not 2"
+"""
+
+
+def test_the_check_itself_catches_an_untested_exercise(reference, tmp_path):
+    """(b) must be able to fail: an exercise that no test needs is reported, one that a test
+    needs only in a subprocess is not."""
+    (reference / "minidocker" / "labdemo.py").write_text(DEMO + UNTESTED)
+    (reference / "chapters" / "42" / "test_demo.py").write_text(DEMO_TEST + IN_A_SUBPROCESS)
+    package, chapter = reference / "minidocker", reference / "chapters" / "42"
+    exercises = [s for s, _ in lab.exercises(package) if s.chapter == 42]
+    ref = probe(chapter, tmp_path / "probe", exercises, package)
+    assert ref.proc.returncode == 0, tail(ref.proc)
+    assert ref.reached == {"ex-42-add": {"chapters/42/test_demo.py::test_add", "chapters/42/test_demo.py::test_add_in_a_subprocess"},
+                           "ex-42-unused": set()}
+    add, unused = exercises
+    assert fails_without(add, ref, chapter, tmp_path / "add", package)
+    assert not fails_without(unused, ref, chapter, tmp_path / "unused", package)
