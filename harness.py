@@ -36,9 +36,18 @@ def need_root() -> None:
 IMPL = REPO  # the directory that holds the `minidocker` package under test (set by conftest)
 
 
+def cli_env() -> dict:
+    """The environment that makes `python -m minidocker` import the implementation under test.
+
+    PYTHONSAFEPATH: `python -m` would otherwise put the current directory first on sys.path,
+    and from the repository's root that is the reference package, not a student's copy.
+    """
+    return dict(os.environ, PYTHONPATH=IMPL, PYTHONSAFEPATH="1")
+
+
 def run_cli(*args, input=None, timeout=60, env=None, check=False, binary=False) -> subprocess.CompletedProcess:
     """`python -m minidocker ARGS` from the implementation under test; text (or bytes) in and out."""
-    full_env = dict(os.environ, PYTHONPATH=IMPL, **(env or {}))
+    full_env = dict(cli_env(), **(env or {}))
     proc = subprocess.run(
         [sys.executable, "-m", "minidocker", *map(str, args)],
         input=input, capture_output=True, text=not binary, timeout=timeout, env=full_env,
@@ -50,8 +59,7 @@ def run_cli(*args, input=None, timeout=60, env=None, check=False, binary=False) 
 
 def popen_cli(*args, **kwargs) -> subprocess.Popen:
     """The CLI under test as a background process (for tests that kill it half-way)."""
-    env = dict(os.environ, PYTHONPATH=IMPL)
-    return subprocess.Popen([sys.executable, "-m", "minidocker", *map(str, args)], env=env, **kwargs)
+    return subprocess.Popen([sys.executable, "-m", "minidocker", *map(str, args)], env=cli_env(), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
