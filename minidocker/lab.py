@@ -34,9 +34,9 @@ REPORT = "lab-report.json"  # written into DIR by `lab grade`: what the teacher 
 
 # --8<-- [start:markers]
 # A section starts and ends with a marker, a comment line of its own (docs/teachers.md#markers).
-# MARKER is what we accept; LOOSE is what pymdownx.snippets would take for a marker (text may come
-# before and after it, so this file never spells one out in a string). A line that is LOOSE but not MARKER is an error, not something to skip:
-# the docs would cut there while the lab tool would not.
+# MARKER is what we accept. LOOSE is what pymdownx.snippets would take for a marker: it allows
+# text before and after, so this file never spells a marker out in a string. A line that is LOOSE
+# but not MARKER is an error, not something to skip: the docs would cut there, the lab would not.
 _NAME = r"(?P<name>[a-z][-_0-9a-z]*)"
 MARKER = re.compile(rf"^(?P<indent>[ \t]*)#[ \t]*-+8<-+[ \t]+\[[ \t]*(?P<kind>start|end)[ \t]*:"
                     rf"[ \t]*{_NAME}[ \t]*\][ \t]*\r?$", re.I)
@@ -270,7 +270,7 @@ def chapters(lab: Path | None = None) -> list[Path]:
             return sorted(d for d in (base / "chapters").iterdir()
                           if re.fullmatch(r"\d\d", d.name) and any(d.glob("test_*.py")))
     raise MinidockerError(f"no chapters/ next to {PACKAGE}",
-                          "run the reference checkout's minidocker: cd REFERENCE && sudo .venv/bin/python -m minidocker lab grade DIR")
+                          "run the reference checkout's own: cd REFERENCE && sudo .venv/bin/minidocker lab grade DIR")
 
 
 # --8<-- [start:grade]
@@ -278,9 +278,6 @@ def run_chapter(chapter: Path, impl: Path, *args: str, tests=(), env=None) -> su
     """`pytest chapters/NN --impl DIR ARGS`, from the reference checkout so that its conftest.py
     (which understands --impl) is the one that loads. `tests` may pick node ids of the chapter."""
     env = {k: v for k, v in os.environ.items() if k not in ("MINIDOCKER_IMPL", "PYTEST_CURRENT_TEST")} | (env or {})
-    # `python -m minidocker` puts its working directory, the reference checkout, first on sys.path:
-    # the tests' CLI would run the reference's package, not DIR's. PYTHONSAFEPATH (3.11) stops that.
-    env["PYTHONSAFEPATH"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no root-owned __pycache__ in the student's lab
     return subprocess.run([sys.executable, "-m", "pytest", *(tests or [str(chapter)]), "--impl", str(impl),
                            "-q", "-p", "no:cacheprovider", *args],
@@ -363,7 +360,8 @@ def cmd_status(args) -> int:
     print(f"\nnext: chapter {e['chapter']:02d}, {e['name']} in {lab / e['file']}:{e['line']}\n  {e['hint']}")
     if e["docs"]:
         print(f"  read:  {e['docs']}")
-    print(f"  check: cd {_manifest(lab)['reference']} && sudo .venv/bin/pytest chapters/{e['chapter']:02d} --impl {lab}")
+    reference = _manifest(lab)["reference"]
+    print(f"  check: cd {reference} && sudo .venv/bin/pytest chapters/{e['chapter']:02d} --impl {lab}")
     return 0
 
 

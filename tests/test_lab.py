@@ -139,7 +139,8 @@ BAD = {
     "module level": ([M("start", "ex-01-a"), "# hint", "x = 1", M("end", "ex-01-a")], "function body"),
     "dedent": (["def f():", f"    {M('start', 'ex-01-a')}", "    # hint", "    if 1:", "        pass", "  x = 1",
                 f"    {M('end', 'ex-01-a')}"], "function body"),
-    "bad name": (["def f():", f"    {M('start', 'ex-1-a')}", "    # hint", "    pass", f"    {M('end', 'ex-1-a')}"], "ex-NN-name"),
+    "bad name": (["def f():", f"    {M('start', 'ex-1-a')}", "    # hint", "    pass",
+                  f"    {M('end', 'ex-1-a')}"], "ex-NN-name"),
     "twice": ([M("start", "s"), M("end", "s"), M("start", "s"), M("end", "s")], "starts twice"),
     "trailing code": (["def f():", f"    x = 1  {M('start', 'ex-01-a')}", "    # hint", "    pass",
                        f"    {M('end', 'ex-01-a')}"], "malformed"),
@@ -160,7 +161,8 @@ def test_malformed_markers_fail_with_their_line(case):
 
 DEMO = "\n".join(["def add(a, b):", '    """a + b, written by the student."""', "    " + M("start", "ex-42-add"),
                   "    # Return the sum of a and b.", "    return a + b", "    " + M("end", "ex-42-add"), ""])
-DEMO_TEST = 'from minidocker import labdemo\n\n\ndef test_add():\n    assert labdemo.add(2, 3) == 5, "add(2, 3) is not 5"\n'
+DEMO_TEST = "\n".join(["from minidocker import labdemo", "", "", "def test_add():",
+                       '    assert labdemo.add(2, 3) == 5, "add(2, 3) is not 5"', ""])
 
 
 @pytest.fixture
@@ -290,7 +292,8 @@ def instrument(dest: Path, exercises: list, package: Path) -> None:
         lines = text.split("\n")
         for ex in reversed([s for s in lab.sections(text) if s.name in index]):
             first = next(lines[i] for i in ex.body if lines[i].strip())
-            lines.insert(ex.body.start, f"{lab._indent(first)}__import__('minidocker')._lab_probe.hit({index[ex.name]})")
+            call = f"__import__('minidocker')._lab_probe.hit({index[ex.name]})"
+            lines.insert(ex.body.start, lab._indent(first) + call)
         path.write_text("\n".join(lines))
     (copy / "_lab_probe.py").write_text(PROBE)
     (copy / "_lab_hits").write_bytes(bytes(SLOTS * len(exercises)))
@@ -352,13 +355,15 @@ def test_exercise_names_are_unique():
 
 @pytest.mark.parametrize("chapter", [c for c in CHAPTERS if c >= 1])
 def test_every_chapter_has_exercises(chapter):
-    assert chapter in LAB_CHAPTERS, f"chapters/{chapter:02d} has a suite but minidocker/ has no ex-{chapter:02d}-* section"
+    assert chapter in LAB_CHAPTERS, \
+        f"chapters/{chapter:02d} has a suite but minidocker/ has no ex-{chapter:02d}-* section"
 
 
 @pytest.mark.parametrize("chapter", LAB_CHAPTERS)
 def test_every_exercise_has_a_suite(chapter):
     # (Its docs heading {#ex-NN-name} is checked by tests/test_docs.py.)
-    assert chapter in CHAPTERS, f"minidocker/ has ex-{chapter:02d}-* exercises but there is no chapters/{chapter:02d} suite"
+    assert chapter in CHAPTERS, \
+        f"minidocker/ has ex-{chapter:02d}-* exercises but there is no chapters/{chapter:02d} suite"
 
 
 @pytest.mark.parametrize("chapter", PROBED)
@@ -427,8 +432,8 @@ def test_the_check_itself_catches_an_untested_exercise(reference, tmp_path):
     exercises = [s for s, _ in lab.exercises(package) if s.chapter == 42]
     ref = probe(chapter, tmp_path / "probe", exercises, package)
     assert ref.proc.returncode == 0, tail(ref.proc)
-    assert ref.reached == {"ex-42-add": {"chapters/42/test_demo.py::test_add", "chapters/42/test_demo.py::test_add_in_a_subprocess"},
-                           "ex-42-unused": set()}
+    tests = "chapters/42/test_demo.py::"
+    assert ref.reached == {"ex-42-add": {tests + "test_add", tests + "test_add_in_a_subprocess"}, "ex-42-unused": set()}
     add, unused = exercises
     assert fails_without(add, ref, chapter, tmp_path / "add", package)
     assert not fails_without(unused, ref, chapter, tmp_path / "unused", package)
