@@ -9,7 +9,7 @@ import stat
 from hypothesis import strategies as st
 
 from minidocker import overlay
-from minidocker.unionfs import OPAQUE_XATTR, Union, is_whiteout, make_whiteout
+from minidocker.unionfs import OPAQUE_XATTR, is_opaque, is_whiteout, make_whiteout
 
 LAYER_NAMES = "abc"  # few names, so that layers collide on the same paths all the time
 NAMES = "abcde"  # the names operations use: those of the layers, and new ones
@@ -56,21 +56,37 @@ def build(root: str, layer: dict) -> str:
 
 
 def build_stack(root: str, stack: list[dict]) -> list[str]:
-    """Build the layers of `stack` (top-most first) under root/lower0, lower1, ... the way real
-    images come about, bottom-up, and return their paths, top-most first. A whiteout is kept only
-    where it hides something: a whiteout in a directory that merges nothing shows up in overlayfs's
-    readdir (a quirk real images never meet, since a layer only deletes what a layer below has)."""
-    paths = []
-    for i, layer in reversed(list(enumerate(stack))):
-        top = build(os.path.join(root, f"lower{i}"), layer)
-        union = Union([top, *paths])
+    """Build the layers of `stack` (top-most first) as root/lower0, lower1, ... and return their
+    paths, top-most first. A whiteout is kept only in a directory that merges with a layer below:
+    in a directory that merges nothing, overlayfs lists a whiteout in readdir (a quirk real images
+    never meet, since a layer only deletes what the layers below it have)."""
+    paths = [build(os.path.join(root, f"lower{i}"), layer) for i, layer in enumerate(stack)]
+    for k, top in enumerate(paths):
         for dirpath, _, filenames in os.walk(top):
             for name in filenames:
                 real = os.path.join(dirpath, name)
-                if is_whiteout(os.lstat(real)) and len(union.stack(os.path.relpath(dirpath, top))) < 2:
+                parent = os.path.relpath(dirpath, top).removeprefix(".")
+                if is_whiteout(os.lstat(real)) and not _merges_below(paths, k, parent):
                     os.unlink(real)
-        paths.insert(0, top)
     return paths
+
+
+def _merges_below(layers: list[str], k: int, parent: str) -> bool:
+    """Does the directory `parent` of layer k merge with one in a layer below it? (Written without
+    minidocker.unionfs: this suite tests that module, so it must not build its inputs with it.)"""
+    prefixes = [parent[:i] for i, char in enumerate(parent + "/") if char == "/"] if parent else []
+    for m in range(k, len(layers)):
+        if m > k and all(_real_dir(os.path.join(layers[m], p)) for p in prefixes):
+            return True
+        for p in prefixes:  # a file, a whiteout or an opaque directory on the way ends the merge
+            real = os.path.join(layers[m], p)
+            if os.path.lexists(real) and (not _real_dir(real) or is_opaque(real)):
+                return False
+    return False
+
+
+def _real_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path)
 
 
 def _entry(st_: os.stat_result, read, readlink):
