@@ -169,18 +169,18 @@ def is_blank(ex: Section, lines: list[str]) -> bool:
 def exercises(package: Path) -> list[tuple[Section, list[str]]]:
     """Every exercise in the package's modules, with its file's lines, in the order in which the
     docs present them: by chapter, then by the place of its heading on the chapter's page."""
-    found = []
+    found, reference = [], Path(_manifest(package.parent)["reference"])  # where the docs are
     for path in sorted(package.rglob("*.py")):
         text = path.read_text()
         rel = path.relative_to(package.parent).as_posix()
         found += [(s, text.split("\n")) for s in sections(text, rel) if s.chapter is not None]
-    return sorted(found, key=lambda pair: (pair[0].chapter, _place_in_docs(pair[0])))
+    return sorted(found, key=lambda pair: (pair[0].chapter, _place_in_docs(pair[0], reference)))
 
 
-def _place_in_docs(ex: Section) -> int:
+def _place_in_docs(ex: Section, reference: Path) -> int:
     try:
-        page = (REPO / docs_page(ex.chapter)).read_text()
-    except MinidockerError:  # no docs here (a lab run from its own copy): keep the files' order
+        page = (reference / docs_page(ex.chapter, reference)).read_text()
+    except MinidockerError:  # no page for that chapter yet: keep the files' order
         return sys.maxsize
     anchor = re.search(r"\{[^}\n]*#" + re.escape(ex.name) + r"[\s}]", page)  # {#ex-01-x} or {#ex-01-x .cls}
     return anchor.start() if anchor else sys.maxsize
