@@ -19,6 +19,7 @@ import stat
 from minidocker.unionfs import Union, is_opaque, is_whiteout
 
 
+# --8<-- [start:changes]
 def changes(upperdir: str, lowerdirs: list[str]) -> list[tuple[str, str]]:
     """[(kind, path)] for the upper directory `upperdir` over `lowerdirs` (top-most first), kind
     being "A", "C" or "D" and path absolute in the container, sorted by path."""
@@ -47,6 +48,7 @@ def changes(upperdir: str, lowerdirs: list[str]) -> list[tuple[str, str]]:
                 found[parent] = "C"
                 changed_dirs.add(parent)
     return [(kind, "/" + path) for path, kind in sorted(found.items())]
+# --8<-- [end:changes]
 
 
 def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:

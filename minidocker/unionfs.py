@@ -183,6 +183,7 @@ class Union:
         self._check_parent(path)
         return os.path.join(self.copy_up(os.path.dirname(path)), os.path.basename(path))
 
+    # --8<-- [start:create]
     def _create(self, path: str) -> tuple[str, bool]:
         """Make room for a new entry: its upper path, and whether it replaces a whiteout."""
         if self.exists(path):
@@ -200,6 +201,7 @@ class Union:
         if over_whiteout:
             # A directory was deleted here; the new one must not merge with the old one below.
             os.setxattr(dst, OPAQUE_XATTR, b"y", follow_symlinks=False)
+    # --8<-- [end:create]
 
     def symlink(self, target: str, path: str) -> None:
         os.symlink(target, self._create(path)[0])
@@ -244,6 +246,7 @@ class Union:
             make_whiteout(dst)
         # --8<-- [end:ex-02-whiteout]
 
+    # --8<-- [start:rename]
     def rename(self, src: str, dst: str) -> None:
         """rename(2) as overlayfs does it without the redirect_dir feature (which Docker leaves
         off, because a redirect cannot be written in an OCI layer): a directory that has lower
@@ -280,6 +283,7 @@ class Union:
         # also has: it is marked opaque so that it never merges with that stranger.
         if src_dir and len(self.stack(os.path.dirname(dst))) > 1 and not is_opaque(target):
             os.setxattr(target, OPAQUE_XATTR, b"y", follow_symlinks=False)
+    # --8<-- [end:rename]
 
 
 def _parts(path: str) -> list[str]:
