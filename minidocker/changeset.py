@@ -133,17 +133,22 @@ def _name(m: tarfile.TarInfo) -> str:
     return "" if name == "." else name
 
 
-def _refuse(m: tarfile.TarInfo, why: str) -> MinidockerError:
-    return MinidockerError(f"refusing layer entry {m.name!r}: {why}",
-                           "the layer tries to write outside its directory; do not use this image")
+ESCAPE = "the layer tries to reach outside its directory; do not use this image"
+MALFORMED = "the layer is malformed; rebuild or re-pull the image"
+
+
+def _refuse(m: tarfile.TarInfo, why: str, hint: str = ESCAPE) -> MinidockerError:
+    return MinidockerError(f"refusing layer entry {m.name!r}: {why}", hint)
 
 
 # --8<-- [start:check]
 def _check(members: list[tarfile.TarInfo], target: str) -> None:
     """Refuse a layer that would touch anything outside `target`."""
-    names = set()
+    dirs = {}  # name -> is a directory, for the entries seen so far
     for m in members:
         parts = m.name.split("/")
+        if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.isdev()):
+            raise _refuse(m, f"unsupported entry type {m.type!r}", MALFORMED)
         if m.name.startswith("/"):
             raise _refuse(m, "absolute name")
         if ".." in parts:
@@ -161,9 +166,12 @@ def _check(members: list[tarfile.TarInfo], target: str) -> None:
             link = os.path.normpath(m.linkname)
             if m.linkname.startswith("/") or link == ".." or link.startswith("../"):
                 raise _refuse(m, f"hard link to {m.linkname!r} points outside the layer")
-            if link not in names and not os.path.lexists(_inside(target, link)):
-                raise _refuse(m, f"hard link to {m.linkname!r}, which does not exist")
-        names.add(_name(m))
+            existing = _inside(target, link)
+            if link not in dirs and not os.path.lexists(existing):
+                raise _refuse(m, f"hard link to {m.linkname!r}, which does not exist", MALFORMED)
+            if dirs[link] if link in dirs else _is_real_dir(existing):
+                raise _refuse(m, f"hard link to the directory {m.linkname!r}", MALFORMED)
+        dirs[_name(m)] = m.isdir()
 # --8<-- [end:check]
 
 

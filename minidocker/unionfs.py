@@ -253,12 +253,12 @@ class Union:
         layers cannot be moved, and rename fails with EXDEV, which makes `mv` copy it instead."""
         self._check_parent(dst)
         s = self.lstat(src)  # ENOENT
-        if (dst + "/").startswith(src + "/") and src != dst:
-            raise _error(errno.EINVAL, dst)  # moving a directory into itself
-        if (src + "/").startswith(dst + "/") and src != dst:
-            raise _error(errno.ENOTEMPTY, dst)  # replacing an ancestor of the source
         if src == dst:
-            return
+            return  # rename(2) onto itself does nothing
+        if (dst + "/").startswith(src + "/"):
+            raise _error(errno.EINVAL, dst)  # moving a directory into itself
+        if (src + "/").startswith(dst + "/"):
+            raise _error(errno.ENOTEMPTY, dst)  # replacing an ancestor of the source
         d = self.lstat(dst) if self.exists(dst) else None
         src_dir = stat.S_ISDIR(s.st_mode)
         if d and src_dir and not stat.S_ISDIR(d.st_mode):
@@ -288,7 +288,6 @@ class Union:
 
 def _parts(path: str) -> list[str]:
     return [p for p in path.split("/") if p not in ("", ".")]
-
 
 
 def _copy_metadata(src: str, dst: str, st: os.stat_result) -> None:
