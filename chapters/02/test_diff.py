@@ -4,6 +4,7 @@
 import importlib
 import os
 import re
+import shutil
 import uuid
 
 import harness
@@ -29,10 +30,14 @@ def test_changes_of_an_upper_directory(tmp_path):
             f.write("more\n")
         os.unlink(os.path.join(mnt, "bin/vi"))
         os.chmod(os.path.join(mnt, "usr/lib/x"), 0o600)  # copies up usr and usr/lib, unchanged
+        shutil.rmtree(os.path.join(mnt, "srv/www"))  # replaced: an opaque directory
+        os.mkdir(os.path.join(mnt, "srv/www"))
+        open(os.path.join(mnt, "srv/www/new.html"), "w").close()
     got = changes(upper, [image])
     assert got == [("C", "/bin"), ("D", "/bin/vi"), ("C", "/etc"), ("A", "/etc/new"), ("C", "/etc/passwd"),
-                   ("C", "/usr/lib/x")], (
-        f"expected Docker's kinds, sorted by path; a directory only copied up on the way is no change ({DOCS}): {got}")
+                   ("C", "/srv"), ("D", "/srv/www"), ("A", "/srv/www/new.html"), ("C", "/usr/lib/x")], (
+        f"expected Docker's kinds, sorted by path; a directory only copied up on the way is no change, "
+        f"a replaced one is D ({DOCS}): {got}")
 
 
 def test_minidocker_diff(md, rootfs):
