@@ -39,12 +39,18 @@ def check_kernel() -> Check:
     return Check("kernel", ok, release, f"use a kernel >= {MIN_KERNEL[0]}.{MIN_KERNEL[1]} (Debian 12 has 6.1)")
 
 
+# The kernel option behind each namespace type (mount namespaces are always built in).
+KERNEL_OPTION = {"uts": "CONFIG_UTS_NS", "ipc": "CONFIG_IPC_NS", "pid": "CONFIG_PID_NS",
+                 "network": "CONFIG_NET_NS", "cgroup": "CONFIG_CGROUPS", "user": "CONFIG_USER_NS"}
+
+
 def check_namespace(name: str) -> Check:
     # The kernel lists each namespace type it supports as a file in /proc/self/ns/.
     _, proc_name = linux.NAMESPACES[name]
     ok = os.path.exists(f"/proc/self/ns/{proc_name}")
+    option = KERNEL_OPTION.get(name, "a newer kernel")
     return Check(f"namespace {name}", ok, f"/proc/self/ns/{proc_name}",
-                 f"enable CONFIG_{proc_name.upper()}_NS in the kernel, or use the lab VM (vagrant up)")
+                 f"enable {option} in the kernel, or use the lab VM (vagrant up)")
 
 
 def check_overlayfs() -> Check:
