@@ -2,7 +2,8 @@
 VENV := .venv
 PY   := $(VENV)/bin/python
 ROOTFS := build/busybox-rootfs
-export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's end-of-life banner: not for learners
+# mkdocs-material's end-of-life banner is not for learners.
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: setup demo test test-chapters docs serve-docs lab bench clean
 
