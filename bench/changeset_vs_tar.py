@@ -5,7 +5,7 @@
 - apply: that layer tar -> a fresh directory. minidocker: changeset.apply (it checks every entry
   first and never follows a symlink out). GNU tar: `tar --xattrs -xf`.
 
-Each is timed a few times on warm caches; the best time counts. Run as root (whiteouts are device
+Each is timed five times on warm caches, after a sync; the best time counts. Run as root (whiteouts are device
 nodes): `sudo .venv/bin/python bench/changeset_vs_tar.py [FILES]`.
 """
 
@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from minidocker import changeset  # noqa: E402
 from minidocker.unionfs import OPAQUE_XATTR, make_whiteout  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def make_upper(root: str, files: int) -> int:
@@ -48,6 +48,7 @@ def make_upper(root: str, files: int) -> int:
 def best(fn) -> float:
     times = []
     for _ in range(ROUNDS):
+        os.sync()  # start each round without the previous one's dirty pages still being written
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
