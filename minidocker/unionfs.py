@@ -248,8 +248,8 @@ class Union:
 
     # --8<-- [start:rename]
     def rename(self, src: str, dst: str) -> None:
-        """rename(2) as overlayfs does it without the redirect_dir feature (which Docker leaves
-        off, because a redirect cannot be written in an OCI layer): a directory that has lower
+        """rename(2) as overlayfs does it without the redirect_dir feature (minidocker mounts with
+        it off, because a redirect cannot be written in an OCI layer): a directory that has lower
         layers cannot be moved, and rename fails with EXDEV, which makes `mv` copy it instead."""
         self._check_parent(dst)
         s = self.lstat(src)  # ENOENT
