@@ -93,11 +93,12 @@ def _zombies(md, cid):
 
 
 def test_pid_1_does_not_reap_orphans_unless_init(md, rootfs, container):
-    # The subshell starts `sleep 0` and exits: the orphan is re-parented to PID 1 (here `sleep`,
-    # which never calls wait), so when it ends it stays a zombie. With --init, the init reaps it.
-    script = "(sleep 0 &); exec sleep 30"
+    # The subshell starts `sleep 0.2` and exits: the orphan is re-parented to PID 1, which by then
+    # is `sleep 30` (it never calls wait), so when the orphan ends it stays a zombie. With --init,
+    # the init reaps it.
+    script = "(sleep 0.2 &); exec sleep 30"
     plain, with_init = container("sh", "-c", script), container("sh", "-c", script, flags=("--init",))
-    time.sleep(0.5)
+    time.sleep(0.7)
     assert _zombies(md, plain) == "1", "a plain PID 1 leaves the orphan a zombie (docs/01-isolation.md#pid-1)"
     assert _zombies(md, with_init) == "0", "--init must reap orphans (docs/01-isolation.md#ex-01-init)"
 
