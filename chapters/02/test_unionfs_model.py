@@ -72,7 +72,7 @@ class UnionMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.dir = None
-        self.mounted = False
+        self.mounted = self.agreed = False
         self.view = {}
 
     @initialize(stack=layertrees.stacks)
@@ -113,6 +113,7 @@ class UnionMachine(RuleBasedStateMachine):
         if not args[0 if op != "symlink" else 1]:
             return  # nothing to work on yet
         self.steps.append(f"{op}{args}")
+        self.agreed = False  # until the invariant has compared the trees after this step
         if op in ("unlink", "rmdir", "rmtree", "rename"):
             self.gone.append(args[0])
         kernel = _outcome(lambda: _on_kernel(self.merged, op, *args))
@@ -165,12 +166,14 @@ class UnionMachine(RuleBasedStateMachine):
         assert kernel == self.view, (
             f"after {self.steps or 'mounting'}, the model shows another tree than overlayfs:\n"
             f"{layertrees.diff(kernel, self.view)}\nSee {DOCS}#ex-02-lookup")
+        self.agreed = True
 
     def teardown(self):
         try:
             if self.mounted:
                 overlay.unmount(self.merged)
                 self.mounted = False
+            if self.agreed:  # (after a failed step, that failure is the one to report)
                 # The kernel must read the model's upper directory as the model does: mount it,
                 # read-only, as the top lower layer.
                 with layertrees.mounted([self.model.upper, *self.lowers], None, None, self.merged):
