@@ -110,8 +110,10 @@ def _check_exercise(ex: Section, lines: list[str], found: list[Section]) -> None
     for other in found:  # a section half in, half out would lose one of its markers when blanked
         if other is not ex and (other.start in inside) != (other.end in inside):
             raise MinidockerError(f"{where} overlaps section {other.name!r}", "nest sections fully, or not at all")
+    # The hint is the first paragraph of comments: it ends at the code, or at an empty "#" line
+    # (what follows that is explanation for the reader of the reference, not the hint).
     i = ex.start + 1
-    while i < ex.end and lines[i].strip().startswith("#") and not MARKER.match(lines[i]):
+    while i < ex.end and lines[i].strip().startswith("#") and lines[i].strip() != "#" and not MARKER.match(lines[i]):
         ex.hint.append(lines[i].strip()[1:].strip())
         i += 1
     if not " ".join(ex.hint).strip():

@@ -61,8 +61,9 @@ def spawn(spec: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
     """
     namespaces = {ns["type"] for ns in spec["linux"]["namespaces"]}
     # --8<-- [start:ex-01-pid-namespace]
-    # Make the next child PID 1 of a new PID namespace: unshare(CLONE_NEWPID) before fork(), then
-    # setns() back to our own PID namespace so that our later children are ordinary processes.
+    # unshare(CLONE_NEWPID), fork the child (it is PID 1 there), then setns() back to our own.
+    #
+    # The setns() back makes our later children ordinary processes again.
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if "pid" in namespaces:
         linux.unshare(linux.CLONE_NEWPID)  # does not move us: only where our next child is born
@@ -124,8 +125,9 @@ def _become_container(spec: dict, stdio, cgroup, console) -> None:
     """In the child, now PID 1 of its PID namespace: isolate, build the root, exec."""
     namespaces = {ns["type"] for ns in spec["linux"]["namespaces"]}
     # --8<-- [start:ex-01-namespaces]
-    # Join the cgroup first, then unshare every namespace but "pid" (we are already in it): the
-    # new cgroup namespace makes our cgroup look like "/" from inside.
+    # Join the cgroup, unshare every namespace but "pid" (we are in it already), set the hostname.
+    #
+    # Joining first makes the new cgroup namespace's "/" our own cgroup.
     if cgroup is not None:
         cgroup.add(0)
     linux.unshare(linux.namespace_flags(namespaces - {"pid"}))
@@ -153,9 +155,10 @@ def _loopback_up() -> None:
 def setup_rootfs(spec: dict) -> None:
     root = os.path.realpath(spec["root"]["path"])
     # --8<-- [start:ex-01-private-mounts]
-    # Stop mount events from crossing between us and the host: make every mount private.
-    # Without this, pivot_root fails with EINVAL (it refuses a shared root, since the move would
-    # propagate to the host), and our /proc and /dev mounts would appear in the host's table.
+    # Make every mount private (recursively), so that no mount event crosses to or from the host.
+    #
+    # Without it pivot_root answers EINVAL (it refuses to move a shared root: the host would see
+    # the move), and our /proc and /dev mounts would appear in the host's mount table.
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     # --8<-- [end:ex-01-private-mounts]
     overlay = spec.get("minidocker", {}).get("overlay")
@@ -186,6 +189,8 @@ def _mountpoint(root: str, path: str) -> str:
 
 def mount_proc(root: str) -> None:
     # --8<-- [start:ex-01-proc]
+    # Mount a new procfs (type "proc"; nosuid, nodev, noexec) on the rootfs's /proc.
+    #
     # A fresh procfs shows the PID namespace of whoever mounts it: ours, where we are PID 1.
     linux.mount("proc", _mountpoint(root, "proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     # --8<-- [end:ex-01-proc]
@@ -216,11 +221,11 @@ def mount_dev(root: str) -> None:
 
 def pivot_into(root: str) -> None:
     # --8<-- [start:ex-01-pivot-root]
-    # Make `root` the root of our mount namespace, and drop the host's root entirely.
-    # pivot_root(".", ".") stacks the old root on top of the new one, at the same place; the
-    # detached unmount then peels the old root off. No directory for the old root is needed, so
-    # this works on a read-only rootfs too. chroot would only change our view of "/", and a
-    # process with CAP_SYS_CHROOT can climb out of it; after pivot_root the host's tree is gone.
+    # chdir into `root`, pivot_root(".", "."), then unmount the old root with MNT_DETACH.
+    #
+    # pivot_root(".", ".") stacks the old root on top of the new one, at the same place, and the
+    # detached unmount peels it off: no directory for the old root is needed, so this works on a
+    # read-only rootfs too. (chroot would only change our view of "/", and root can climb out.)
     os.chdir(root)
     linux.pivot_root(".", ".")
     linux.umount2(".", linux.MNT_DETACH)
@@ -299,7 +304,8 @@ def run_init(args: list[str], env: list[str]) -> None:
     in the namespace becomes its child, a zombie until PID 1 waits for it.
     """
     # --8<-- [start:ex-01-init]
-    # Block our signals, fork the command, forward what arrives to it, and wait() for every child.
+    # Block the signals, fork the command, forward signals to it, and wait() for every child.
+    #
     # Blocked first: a signal that came before our handlers existed would be dropped (we are
     # PID 1); blocked, it waits as "pending" until we are ready to pass it on.
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
@@ -325,9 +331,9 @@ def run_init(args: list[str], env: list[str]) -> None:
 def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
     """Start `process` inside the namespaces and cgroup of `container_pid`; return its pid."""
     # --8<-- [start:ex-01-exec-setns]
-    # Open the container's namespaces through /proc/PID/ns/*, enter the PID namespace for our
-    # next child, fork, and in the child enter the rest with setns() (mount last: after it, every
-    # path is the container's).
+    # Open /proc/PID/ns/*, setns() into the PID namespace, fork, and setns() the child into the rest.
+    #
+    # The mount namespace goes last: after it, every path is the container's.
     ns_files = {name: os.open(f"/proc/{container_pid}/ns/{proc}", os.O_RDONLY | os.O_CLOEXEC)
                 for name, (_, proc) in linux.NAMESPACES.items() if name not in ("user",)}
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

@@ -437,3 +437,18 @@ def test_the_check_itself_catches_an_untested_exercise(reference, tmp_path):
     add, unused = exercises
     assert fails_without(add, ref, chapter, tmp_path / "add", package)
     assert not fails_without(unused, ref, chapter, tmp_path / "unused", package)
+
+
+def test_the_hint_is_the_first_paragraph_of_comments():
+    source = (
+        "def f():\n"
+        "    # --8<-- [start:ex-01-demo]\n"
+        "    # Do the thing.\n"
+        "    #\n"
+        "    # Why it matters: a longer story for the reader of the reference.\n"
+        "    return 1\n"
+        "    # --8<-- [end:ex-01-demo]\n"
+    )
+    (ex,) = lab.sections(source, "demo.py")
+    assert ex.hint == ["Do the thing."], "an empty '#' line ends the hint"
+    assert "longer story" not in lab.blank(source, path="demo.py")
