@@ -87,3 +87,13 @@ def leak_check(request):
     if leaks:
         harness.clean(leaks)
         pytest.fail(f"this test left things behind on the host: {leaks}", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skipped test is a failed one: a skip there would hide a broken feature."""
+    outcome = yield
+    report = outcome.get_result()
+    if harness.IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which counts as a failure: {report.longrepr}"

@@ -1,6 +1,7 @@
-"""The leak check must catch a test that leaves something behind, and clean it up.
+"""The harness itself: the leak check, and CI's rule that a skip is a failure.
 
-An inner pytest session runs tests that leak on purpose (a mount, a cgroup, an md* link, a
+The leak check must catch a test that leaves something behind, and clean it up: an inner pytest
+session runs tests that leak on purpose (a mount, a cgroup, an md* link, a
 process); each must fail with the leak named, and the host must be clean afterwards (the outer
 session's own leak check would fail this test otherwise).
 """
@@ -52,3 +53,17 @@ def test_each_leak_fails_its_test_and_is_cleaned(tmp_path):
         assert f"'{kind}'" in message, f"test_leaks_{leak} should be flagged with its {kind}:\n{report}"
     assert "mdleak0" not in os.listdir("/sys/class/net"), "the leaked link must have been removed"
     assert out.returncode == 1
+
+
+def test_under_ci_a_skip_is_a_failure(tmp_path):
+    shutil.copy(os.path.join(harness.REPO, "conftest.py"), tmp_path)
+    (tmp_path / "test_skipping.py").write_text("import pytest\n\ndef test_skips():\n    pytest.skip('md')\n")
+    env = dict(os.environ, PYTHONPATH=harness.REPO)
+    env.pop("MINIDOCKER_ROOT"), env.pop("MINIDOCKER_CGROUP_PARENT")
+    results = {}
+    for ci in ("true", ""):
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                             cwd=tmp_path, env=dict(env, CI=ci), capture_output=True, text=True, timeout=60)
+        results[ci] = out.stdout.strip().splitlines()[-1]
+    assert "1 failed" in results["true"], f"CI=true must turn a skip into a failure: {results['true']}"
+    assert "1 skipped" in results[""], f"on a learner's machine a skip stays a skip: {results['']}"

@@ -1,0 +1,50 @@
+"""The CLI frame: Docker's exit codes, one-line errors, help for every command, version."""
+
+import subprocess
+import sys
+
+import pytest
+
+import harness
+from minidocker import cli
+
+COMMANDS = ["version", "doctor", "rootfs", "run", "create", "start", "ps", "logs", "stop", "wait",
+            "kill", "rm", "exec", "inspect", "diff", "lab"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(md, command):
+    out = md(command, "--help")
+    assert out.returncode == 0 and out.stdout.startswith(f"usage: minidocker {command}"), out.stderr
+
+
+def test_version_both_ways(md):
+    assert md("version").stdout == md("--version").stdout
+    assert md("version").stdout.startswith("minidocker version ")
+
+
+@pytest.mark.parametrize("argv", [["md-nope"], ["ps", "--md-nope"], ["run"], ["rm"], ["kill", "-s"]])
+def test_bad_usage_is_one_line_and_125(md, argv):
+    out = md(*argv)
+    assert out.returncode == 125, out
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("minidocker: "), out.stderr
+
+
+def test_debug_shows_the_traceback(md):
+    out = md("logs", "md-nobody", env={"MINIDOCKER_DEBUG": "1"})
+    assert "Traceback" in out.stderr and "No such container" in out.stderr
+
+
+def test_python_dash_m_and_the_console_script_agree():
+    script = subprocess.run([sys.executable, "-c", "from minidocker.cli import main; raise SystemExit(main(['version']))"],
+                            capture_output=True, text=True, env=harness.cli_env())
+    assert script.stdout == harness.run_cli("version").stdout
+
+
+def test_a_command_imports_only_its_own_module():
+    # Start-up time matters: `minidocker ps` must not import the lab tool or chapter 02.
+    out = subprocess.run([sys.executable, "-c", "import sys; from minidocker import cli; cli.build_parser('ps'); "
+                          "print(sorted(m for m in sys.modules if m.startswith('minidocker')))"],
+                         capture_output=True, text=True, env=harness.cli_env())
+    assert "minidocker.lab" not in out.stdout and "minidocker.changes" not in out.stdout, out.stdout
+    assert cli.PLUGINS, "plugins are registered by module"
