@@ -7,6 +7,7 @@ cgroup. `run` is the supervisor itself (attached); `run -d` and `start` fork one
 the command (detached).
 """
 
+import fcntl
 import json
 import os
 import selectors
@@ -96,7 +97,16 @@ class Plumbing:
             _, fds, _, _ = socket.recv_fds(self._ours, 16, 1)
             self._ours.close()
             self.streams = {fds[0]: "stdout"}
+            if self.stdin_to_pty and os.isatty(1):
+                # Our terminal's size, now and whenever it changes, so that full-screen programs
+                # (vi, top) draw to fit: the pty's size is what they ask for.
+                self.resize()
+                signal.signal(signal.SIGWINCH, lambda _signum, _frame: self.resize())
         return pid
+
+    def resize(self) -> None:
+        master = next(iter(self.streams))
+        fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8))
 
 
 def copy_output(streams: dict[int, str], log_path: str | None, attach: bool, stdin_to: bool) -> None:
