@@ -36,10 +36,24 @@ def pytest_configure(config):
         sys.path.insert(0, impl)  # `import minidocker` in the tests now finds the student's copy
     # A private state root and cgroup parent for this session: never the real /var/lib/minidocker,
     # and never another session's cgroups (two test runs may share a machine).
+    _remove_stale_session_cgroups()
     root = tempfile.mkdtemp(prefix="md-test-")
     os.environ["MINIDOCKER_ROOT"] = root
     os.environ["MINIDOCKER_CGROUP_PARENT"] = f"minidocker/test-{os.getpid()}"
     config._minidocker_root = root
+
+
+def _remove_stale_session_cgroups():
+    """Empty `minidocker/test-PID` parents of sessions that were killed before they could clean."""
+    for hierarchy in harness.cgroup_roots():
+        top = os.path.join(hierarchy, "minidocker")
+        for name in os.listdir(top) if os.path.isdir(top) else ():
+            pid = name.removeprefix("test-")
+            if name.startswith("test-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                try:
+                    os.rmdir(os.path.join(top, name))
+                except OSError:
+                    pass  # not empty: a real leak, for the leak check and a human to look at
 
 
 def pytest_unconfigure(config):
