@@ -55,6 +55,7 @@ def all_containers() -> list[state.Container]:
 
 
 def _create(args) -> state.Container:
+    state.require_root()
     if not args.rootfs:
         raise MinidockerError("no --rootfs given", "images come in chapter 03: run --rootfs DIR -- CMD")
     rootfs, overlay = args.rootfs, False

@@ -27,7 +27,15 @@ def root() -> str:
     return os.environ.get("MINIDOCKER_ROOT", "/var/lib/minidocker")
 
 
+def require_root() -> None:
+    """Namespaces, mounts and cgroups need root: say so first, rather than fail later with an
+    EPERM from some syscall half-way through."""
+    if os.geteuid() != 0:
+        raise MinidockerError("permission denied: containers need root", "run minidocker with sudo")
+
+
 def containers_dir() -> str:
+    require_root()
     path = os.path.join(root(), "containers")
     os.makedirs(path, exist_ok=True)
     return path

@@ -48,3 +48,11 @@ def test_a_command_imports_only_its_own_module():
                          capture_output=True, text=True, env=harness.cli_env())
     assert "minidocker.lab" not in out.stdout and "minidocker.changes" not in out.stdout, out.stdout
     assert cli.PLUGINS, "plugins are registered by module"
+
+
+@pytest.mark.parametrize("argv", [["ps"], ["run", "--rootfs", "/nowhere", "--", "true"], ["rm", "x"]])
+def test_without_root_one_clear_line(argv, tmp_path):
+    harness.need_root()  # to become someone else
+    out = subprocess.run([sys.executable, "-m", "minidocker", *argv], capture_output=True, text=True,
+                         env=dict(harness.cli_env(), MINIDOCKER_ROOT=str(tmp_path)), user=65534, cwd="/")
+    assert out.returncode == 125 and out.stderr == "minidocker: permission denied: containers need root (run minidocker with sudo)\n"
