@@ -16,7 +16,7 @@ demo: setup
 	@$(PY) -m minidocker run --rm --rootfs $(ROOTFS) -- sh -c '\
 	  echo "hostname:  $$(hostname)   (the host is $(shell hostname))"; \
 	  echo "my pid:    $$$$   (PID 1 of its own PID namespace)"; \
-	  echo "processes I can see:"; ps -o pid,comm | sed "s/^/  /"; \
+	  echo "processes I can see:"; ps -o pid,comm; \
 	  echo "my / holds: $$(ls / | tr "\n" " ")"; \
 	  echo "network:   $$(ls /sys/class/net | tr "\n" " ")"'
 
