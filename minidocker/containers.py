@@ -182,26 +182,39 @@ def cmd_ps(args) -> int:
     return 0
 
 
+def _new_records(path: str, offset: int) -> tuple[list[dict], int]:
+    """The complete json-file records after byte `offset`, and the offset after them."""
+    records = []
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break  # a record still being written: read it on the next round
+                offset += len(line)
+                records.append(json.loads(line))
+    return records, offset
+
+
 def cmd_logs(args) -> int:
     c = find(args.container)
+    if args.tail != "all" and not args.tail.isdigit():
+        raise MinidockerError(f"invalid value for --tail: {args.tail}", "a number of lines, or all")
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-    offset = 0
+    records, offset = _new_records(c.log_path, 0)
+    if args.tail != "all":
+        records = records[len(records) - int(args.tail):] if int(args.tail) else []
     while True:
-        if os.path.exists(c.log_path):
-            with open(c.log_path, "rb") as f:
-                f.seek(offset)
-                for line in f:
-                    if not line.endswith(b"\n"):
-                        break  # a record still being written: read it on the next round
-                    offset += len(line)
-                    record = json.loads(line)
-                    out[record["stream"]].write(record["log"].encode("utf-8", "surrogateescape"))
-            for stream in out.values():
-                stream.flush()
+        for record in records:
+            stamp = f"{record['time']} " if args.timestamps else ""
+            out[record["stream"]].write(stamp.encode() + record["log"].encode("utf-8", "surrogateescape"))
+        for stream in out.values():
+            stream.flush()
         if not args.follow or not c.state["Running"]:
             return 0
         time.sleep(0.1)
         c = find(c.id)
+        records, offset = _new_records(c.log_path, offset)
 
 
 def inspect_json(c: state.Container) -> dict:
@@ -337,7 +350,7 @@ def cmd_exec(args) -> int:
     if args.detach:
         return 0
     for sig in supervisor.PROXIED_SIGNALS:
-        signal.signal(sig, lambda signum, _frame: supervisor._kill(pid, signum))
+        signal.signal(sig, lambda signum, _frame: supervisor.signal_quietly(pid, signum))
     if io.streams:
         supervisor.copy_output(io.streams, None, True, io.stdin_to_pty)
     _, status = os.waitpid(pid, 0)
@@ -390,6 +403,8 @@ def add_commands(sub) -> None:
 
     p = container_parser("logs", "show a container's output")
     p.add_argument("-f", "--follow", action="store_true", help="keep following until it exits")
+    p.add_argument("-n", "--tail", default="all", help="only the last N lines (default all)")
+    p.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
     p.add_argument("container")
     p.set_defaults(func=cmd_logs)
 

@@ -56,8 +56,8 @@ def spawn(spec: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
 
     `stdio` are three open fds for the container's stdin, stdout and stderr. With a terminal,
     `console` is a unix socket instead: the container sends its pty's master side through it
-    (runc's --console-socket). Raises
-    MinidockerError carrying Docker's exit code (125, 126 or 127) if the command cannot start.
+    (runc's --console-socket). If the command cannot start, raises MinidockerError with Docker's
+    exit code (125, 126 or 127).
     """
     namespaces = {ns["type"] for ns in spec["linux"]["namespaces"]}
     # --8<-- [start:ex-01-pid-namespace]

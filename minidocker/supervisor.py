@@ -49,7 +49,7 @@ def run(c: state.Container, attach: bool, interactive: bool = False, on_started=
     if on_started:
         on_started()
     for sig in PROXIED_SIGNALS:  # `docker run --sig-proxy`: our signals go to the container
-        signal.signal(sig, lambda signum, _frame: _kill(pid, signum))
+        signal.signal(sig, lambda signum, _frame: signal_quietly(pid, signum))
     copy_output(io.streams, c.log_path, attach, io.stdin_to_pty)
     _, status = os.waitpid(pid, 0)
     code = runtime.exit_code(status)
@@ -61,7 +61,8 @@ def run(c: state.Container, attach: bool, interactive: bool = False, on_started=
     return code
 
 
-def _kill(pid: int, signum: int) -> None:
+def signal_quietly(pid: int, signum: int) -> None:
+    """Send a signal to a process that may have just exited."""
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
@@ -168,14 +169,6 @@ def log_lines(data: bytes, stream: str, time: str) -> bytes:
     records = (json.dumps({"log": line, "stream": stream, "time": time})
                for line in text.splitlines(keepends=True))
     return "".join(r + "\n" for r in records).encode()
-
-
-def read_log(path: str):
-    """(stream, bytes) for each record of a json-file log."""
-    with open(path, "rb") as f:
-        for line in f:
-            record = json.loads(line)
-            yield record["stream"], record["log"].encode("utf-8", "surrogateescape")
 
 
 def start_detached(c: state.Container) -> None:

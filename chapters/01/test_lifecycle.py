@@ -47,6 +47,9 @@ def test_create_then_start_then_logs_follow(md, rootfs):
     assert "Created" in md("ps", "-a").stdout
     assert md("start", cid).returncode == 0
     assert md("logs", "-f", cid).stdout == "1\n2\n3\n", "logs -f follows the output until the container exits"
+    assert md("logs", "--tail", "2", cid).stdout == "2\n3\n", "--tail N shows the last N lines"
+    stamped = md("logs", "-t", "--tail", "1", cid).stdout
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z 3\n", stamped), f"-t prefixes Docker's RFC 3339 time: {stamped!r}"
     assert md("wait", cid).stdout.strip() == "0"
     md("rm", cid, check=True)
 
