@@ -54,8 +54,15 @@ def all_containers() -> list[state.Container]:
 # create, start, run
 
 
+def _check_terminal(args) -> None:
+    """-it copies our stdin to a pty: that needs a terminal to read from (Docker refuses too)."""
+    if args.tty and args.interactive and not os.isatty(0):
+        raise MinidockerError("the input device is not a TTY", "drop -t to pipe input into a container")
+
+
 def _create(args) -> state.Container:
     state.require_root()
+    _check_terminal(args)
     if not args.rootfs:
         raise MinidockerError("no --rootfs given", "images come in chapter 03: run --rootfs DIR -- CMD")
     rootfs, overlay = args.rootfs, False
@@ -331,6 +338,7 @@ def cmd_rm(args) -> int:
 
 
 def cmd_exec(args) -> int:
+    _check_terminal(args)
     c = find(args.container)
     if not c.state["Running"]:
         raise MinidockerError(f"container {c.name} is not running", "start it first: minidocker start")
