@@ -151,13 +151,31 @@ def cmd_start(args) -> int:
 # ps, logs, inspect
 
 
+def human_duration(seconds: float) -> str:
+    """A duration as Docker's `ps` words it: "Less than a second", "About a minute", "3 hours"."""
+    minutes, hours, days = seconds / 60, seconds / 3600, seconds / 86400
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return "1 second" if int(seconds) == 1 else f"{int(seconds)} seconds"
+    if minutes < 2:
+        return "About a minute"
+    if minutes < 60:
+        return f"{int(minutes)} minutes"
+    if hours < 2:
+        return "About an hour"
+    if hours < 48:
+        return f"{int(hours)} hours"
+    if days < 14:
+        return f"{int(days)} days"
+    if days < 60:
+        return f"{int(days / 7)} weeks"
+    return f"{int(days / 30)} months" if days < 730 else f"{int(days / 365)} years"
+
+
 def _ago(timestamp: str) -> str:
     then = datetime.strptime(timestamp[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
-    seconds = int((datetime.now(timezone.utc) - then).total_seconds())
-    for unit, size in (("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds // size} {unit}"
-    return "Less than a second" if seconds < 1 else f"{seconds} seconds"
+    return human_duration((datetime.now(timezone.utc) - then).total_seconds())
 
 
 def status_line(c: state.Container) -> str:

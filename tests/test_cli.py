@@ -56,3 +56,13 @@ def test_without_root_one_clear_line(argv, tmp_path):
     out = subprocess.run([sys.executable, "-m", "minidocker", *argv], capture_output=True, text=True,
                          env=dict(harness.cli_env(), MINIDOCKER_ROOT=str(tmp_path)), user=65534, cwd="/")
     assert out.returncode == 125 and out.stderr == "minidocker: permission denied: containers need root (run minidocker with sudo)\n"
+
+
+@pytest.mark.parametrize("seconds, words", [
+    (0.2, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (61, "About a minute"),
+    (150, "2 minutes"), (3700, "About an hour"), (7300, "2 hours"), (3 * 86400, "3 days"),
+    (20 * 86400, "2 weeks"), (100 * 86400, "3 months"), (800 * 86400, "2 years")])
+def test_ps_words_durations_as_docker_does(seconds, words):
+    from minidocker import containers
+
+    assert containers.human_duration(seconds) == words
