@@ -74,9 +74,7 @@ def _create(args) -> state.Container:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise MinidockerError("no command specified", "add one: minidocker run --rootfs DIR -- CMD")
-    memory = specs.parse_size(args.memory) if args.memory is not None else None
-    if memory is not None and memory < specs.MIN_MEMORY:
-        raise MinidockerError("Minimum memory limit allowed is 6MB", "use -m 6m or more")
+    memory = specs.parse_memory(args.memory) if args.memory is not None else None
     cpus = specs.parse_cpus(args.cpus) if args.cpus is not None else None
     user = specs.parse_user(args.user) if args.user is not None else (0, None)
     env = specs.parse_env(args.env)

@@ -9,6 +9,7 @@ one clear line and exit code 125, before anything is created.
 import os
 import re
 
+from minidocker import cgroups
 from minidocker.errors import MinidockerError
 
 OCI_VERSION = "1.0.2"
@@ -18,7 +19,6 @@ NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup")
 
 # Docker's rule for container names: a letter or digit, then letters, digits, `_`, `.` or `-`.
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses less than 6 MiB: the runtime itself needs some
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
@@ -39,11 +39,15 @@ def parse_cpus(text: str) -> float:
         cpus = float(text)
     except ValueError:
         raise MinidockerError(f'invalid argument "{text}" for "--cpus" flag', "use a number such as 0.5") from None
-    available = os.cpu_count() or 1
-    if not 0.01 <= cpus <= available:
-        raise MinidockerError(f"range of CPUs is from 0.01 to {available}.00",
-                              f"as there are only {available} CPUs available")
+    cgroups.cpu_quota(cpus)  # refuses what the kernel or Docker would, before anything is made
     return cpus
+
+
+def parse_memory(text: str) -> int:
+    memory = parse_size(text)
+    if memory < cgroups.MIN_MEMORY:
+        raise MinidockerError("Minimum memory limit allowed is 6MB", "use -m 6m or more")
+    return memory
 
 
 def parse_user(text: str) -> tuple[int, int | None]:
@@ -111,8 +115,8 @@ def build(*, args, rootfs, hostname, env=(), cwd="/", user=(0, None), tty=False,
     if pids is not None:
         resources["pids"] = {"limit": pids}
     if cpus is not None:
-        period = 100_000  # microseconds: the CFS default period
-        resources["cpu"] = {"quota": int(cpus * period), "period": period}
+        quota, period = cgroups.cpu_quota(cpus)
+        resources["cpu"] = {"quota": quota, "period": period}
     return {
         "ociVersion": OCI_VERSION,
         "process": {
