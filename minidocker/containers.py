@@ -79,6 +79,8 @@ def _create(args) -> state.Container:
     user = specs.parse_user(args.user) if args.user is not None else (0, None)
     env = specs.parse_env(args.env)
     name = specs.check_name(args.name) if args.name is not None else None
+    if args.workdir is not None:
+        specs.check_workdir(args.workdir)
     if args.pids_limit is not None and args.pids_limit == 0:
         args.pids_limit = None  # Docker: 0 or -1 means unlimited
     record = {
@@ -363,7 +365,8 @@ def cmd_exec(args) -> int:
         raise MinidockerError("no command specified", "minidocker exec CONTAINER CMD...")
     base = c.spec["process"]
     uid, gid = specs.parse_user(args.user) if args.user else (base["user"]["uid"], base["user"]["gid"])
-    process = {**base, "args": command, "terminal": args.tty, "cwd": args.workdir or base["cwd"],
+    process = {**base, "args": command, "terminal": args.tty,
+               "cwd": specs.check_workdir(args.workdir) if args.workdir is not None else base["cwd"],
                "env": specs.merge_env(base["env"], specs.parse_env(args.env)),
                "user": {"uid": uid, "gid": uid if gid is None else gid}}
     # Unlike run, exec's output is not logged: without -t the process writes to our stdout.

@@ -73,6 +73,12 @@ def parse_env(items: list[str]) -> list[str]:
     return env
 
 
+def check_workdir(path: str) -> str:
+    if not path.startswith("/"):
+        raise MinidockerError(f"the working directory '{path}' is invalid", "it needs to be an absolute path")
+    return path
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise MinidockerError(f"Invalid container name ({name})",

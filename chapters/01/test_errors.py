@@ -45,6 +45,10 @@ def test_exec_into_a_stopped_container(md, rootfs):
     md("rm", "md-stopped", check=True)
 
 
+def test_a_relative_workdir(md, rootfs):
+    one_line_125(md("run", "-w", "md-relative", "--rootfs", rootfs, "--", "true"), "absolute path")
+
+
 def test_dash_it_needs_a_terminal(md, rootfs):
     one_line_125(md("run", "-it", "--rootfs", rootfs, "--", "sh", input="exit\n"), "not a TTY")
 
