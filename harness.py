@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -43,9 +44,11 @@ def cli_env() -> dict:
     and from the repository's root that is the reference package, not a student's copy.
     """
     env = dict(os.environ, PYTHONPATH=IMPL, PYTHONSAFEPATH="1")
-    # Cache bytecode, as Python does by default: some sandboxes turn it off, and then each of the
-    # hundreds of CLI runs in a suite compiles the whole package again (~20 ms each).
+    # Cache bytecode, or each of the hundreds of CLI runs in a suite compiles the whole package
+    # again (~20 ms each); but cache it outside the source tree, so that a root test run leaves
+    # no root-owned __pycache__ in a student's lab (`lab grade` turns caching off for that).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "md-pycache")
     return env
 
 
