@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from minidocker import cgroups, runtime, spec as specs, state, supervisor
 from minidocker.errors import MinidockerError
 
+
 def refresh(c: state.Container) -> state.Container:
     """Recover from a supervisor that died (SIGKILL, OOM, a reboot): release what it held."""
     sup = c.state.get("SupervisorPid", 0)
@@ -81,8 +82,7 @@ def _create(args) -> state.Container:
     name = specs.check_name(args.name) if args.name is not None else None
     if args.workdir is not None:
         specs.check_workdir(args.workdir)
-    if args.pids_limit is not None and args.pids_limit == 0:
-        args.pids_limit = None  # Docker: 0 or -1 means unlimited
+    pids = args.pids_limit if args.pids_limit and args.pids_limit > 0 else None  # Docker: 0, -1 = unlimited
     record = {
         "Name": name,
         "Path": command[0], "Args": command[1:],
@@ -91,7 +91,7 @@ def _create(args) -> state.Container:
                    "Tty": args.tty, "OpenStdin": args.interactive, "Image": args.rootfs},
         "HostConfig": {"AutoRemove": args.rm, "ReadonlyRootfs": args.read_only, "Init": args.init,
                        "Memory": memory or 0, "NanoCpus": int((cpus or 0) * 1e9),
-                       "PidsLimit": args.pids_limit if args.pids_limit and args.pids_limit > 0 else None},
+                       "PidsLimit": pids},
     }
 
     def spec_for(container_dir: str, record: dict) -> dict:
@@ -99,7 +99,7 @@ def _create(args) -> state.Container:
         spec = specs.build(
             args=command, rootfs=rootfs, hostname=config["Hostname"], env=env,
             cwd=args.workdir or "/", user=user, tty=args.tty, readonly=args.read_only,
-            memory=memory, pids=record["HostConfig"]["PidsLimit"], cpus=cpus, init=args.init,
+            memory=memory, pids=pids, cpus=cpus, init=args.init,
             cgroups_path=cgroups.for_container(os.path.basename(container_dir)).path)
         config["Env"] = spec["process"]["env"]  # inspect shows the whole environment, as Docker does
         if overlay:
@@ -278,10 +278,7 @@ def _wait_exit(c: state.Container, timeout: float) -> bool:
 def _signal(c: state.Container, sig: int) -> None:
     if not c.state["Running"]:
         raise MinidockerError(f"container {c.name} is not running", "start it first")
-    try:
-        os.kill(c.state["Pid"], sig)
-    except ProcessLookupError:
-        pass  # it just exited
+    supervisor.signal_quietly(c.state["Pid"], sig)
 
 
 def stop(c: state.Container, timeout: float) -> None:
@@ -369,10 +366,8 @@ def cmd_exec(args) -> int:
                "cwd": specs.check_workdir(args.workdir) if args.workdir is not None else base["cwd"],
                "env": specs.merge_env(base["env"], specs.parse_env(args.env)),
                "user": {"uid": uid, "gid": uid if gid is None else gid}}
-    # Unlike run, exec's output is not logged: without -t the process writes to our stdout.
-    io = supervisor.Plumbing(args.tty, args.interactive)
-    if not args.tty:
-        io.stdio, io.streams = (0 if args.interactive else os.open(os.devnull, os.O_RDONLY), 1, 2), {}
+    # Unlike run's, exec's output is not logged: without -t the process writes to our stdout.
+    io = supervisor.Plumbing(args.tty, args.interactive, capture=False)
     pid = io.started(runtime.join(c.state["Pid"], process, io.stdio, cgroups.for_container(c.id), io.console))
     if args.detach:
         return 0

@@ -72,22 +72,24 @@ def signal_quietly(pid: int, signum: int) -> None:
 class Plumbing:
     """A container's stdio, seen from the supervisor.
 
-    Without a terminal: two pipes, so stdout and stderr stay apart in the log, and stdin is ours
-    (-i) or /dev/null. With a terminal (-t): the container makes a pty in its own /dev/pts and
-    sends us the master side over a unix socket; everything comes back on one stream.
+    Without a terminal: stdin is ours (-i) or /dev/null; stdout and stderr are two pipes, so
+    they stay apart in the log, or, when nothing is to be logged (`exec`), simply ours. With a
+    terminal (-t): the container makes a pty in its own /dev/pts and sends us the master side
+    over a unix socket; everything comes back on one stream.
     """
 
-    def __init__(self, terminal: bool, stdin_attached: bool):
-        self.console, self.stdio, self.streams = None, (0, 1, 2), {}
+    def __init__(self, terminal: bool, stdin_attached: bool, capture: bool = True):
+        self.console, self.streams = None, {}
         self.stdin_to_pty = terminal and stdin_attached
+        stdin = 0 if stdin_attached else os.open(os.devnull, os.O_RDONLY)
+        self.stdio = (stdin, 1, 2)
         if terminal:
             self.console, self._ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            return
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        stdin = 0 if stdin_attached else os.open(os.devnull, os.O_RDONLY)
-        self.streams = {out_read: "stdout", err_read: "stderr"}
-        self.stdio = (stdin, out_write, err_write)
+        elif capture:
+            out_read, out_write = os.pipe()
+            err_read, err_write = os.pipe()
+            self.streams = {out_read: "stdout", err_read: "stderr"}
+            self.stdio = (stdin, out_write, err_write)
 
     def started(self, pid: int) -> int:
         """Once the process runs: drop our copies of its ends, and pick up the pty if any."""
