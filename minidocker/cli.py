@@ -79,11 +79,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         command = next((a for a in argv if not a.startswith("-")), None)
-        args = build_parser(command).parse_args(argv)
+        parser = build_parser(command)
+        args = parser.parse_args(argv)
         if args.version:
             return cmd_version(args)
         if not getattr(args, "func", None):
-            build_parser().print_help()
+            parser.print_help()
             return 0
         return args.func(args)
     except MinidockerError as e:

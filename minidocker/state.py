@@ -13,6 +13,7 @@ the new one, never half of one. Creation and removal hold a lock on the containe
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import random
@@ -97,8 +98,9 @@ class Container:
     def short_id(self) -> str:
         return self.id[:12]
 
-    @property
+    @functools.cached_property
     def spec(self) -> dict:
+        """The OCI config; it never changes after create, so it is read once."""
         return read_json(os.path.join(self.dir, "config.json"))
 
     @property
