@@ -1,4 +1,4 @@
-"""Project tests for minidocker/cgroups.py that need no kernel: detect() on synthetic mount tables,
+"""Project tests for minidocker/cgroups/ that need no kernel: detect() on synthetic mount tables,
 the values written for Docker's flags, and both drivers on a fake cgroup tree in a temp directory
 (this host's unified hierarchy has no memory/pids/cpu controller, so the real-kernel suite in
 chapters/01 can only check that V2 refuses those limits)."""

@@ -1,9 +1,9 @@
-"""minidocker/spec.py: Docker's flag syntax, and the OCI runtime config it builds."""
+"""minidocker/container/spec.py: Docker's flag syntax, and the OCI runtime config it builds."""
 
 import pytest
 from hypothesis import given, strategies as st
 
-from minidocker import spec
+from minidocker.container import spec
 from minidocker.errors import MinidockerError
 
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}

@@ -8,8 +8,8 @@ import stat
 
 from hypothesis import strategies as st
 
-from minidocker import overlay
-from minidocker.unionfs import OPAQUE_XATTR, is_opaque, is_whiteout, make_whiteout
+from minidocker.unionfs import overlay
+from minidocker.unionfs.model import OPAQUE_XATTR, is_opaque, is_whiteout, make_whiteout
 
 LAYER_NAMES = "abc"  # few names, so that layers collide on the same paths all the time
 NAMES = "abcde"  # the names operations use: those of the layers, and new ones

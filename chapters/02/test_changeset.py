@@ -1,4 +1,4 @@
-"""Chapter 02: changesets (minidocker/changeset.py). An upper directory becomes an OCI layer tar,
+"""Chapter 02: changesets (minidocker/unionfs/changeset.py). An upper directory becomes an OCI layer tar,
 and a layer tar applied onto a copy of the layers below gives back exactly the merged view."""
 
 import importlib
@@ -12,8 +12,8 @@ import tempfile
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import harness
-from minidocker import changeset
-from minidocker.unionfs import OPAQUE_XATTR, make_whiteout
+from minidocker.unionfs import changeset
+from minidocker.unionfs.model import OPAQUE_XATTR, make_whiteout
 
 layertrees = importlib.import_module("chapters.02.layertrees")  # "02" is no Python name
 DOCS = "docs/02-unionfs.md"

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from minidocker import changeset
+from minidocker.unionfs import changeset
 from minidocker.errors import MinidockerError
 
 layertrees = importlib.import_module("chapters.02.layertrees")  # "02" is no Python name

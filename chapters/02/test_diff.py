@@ -8,7 +8,7 @@ import shutil
 import uuid
 
 import harness
-from minidocker.changes import changes
+from minidocker.unionfs.diff import changes
 
 layertrees = importlib.import_module("chapters.02.layertrees")  # "02" is no Python name
 DOCS = "docs/02-unionfs.md#diff"

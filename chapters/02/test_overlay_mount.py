@@ -1,4 +1,4 @@
-"""Chapter 02: the overlay mount itself (minidocker/overlay.py): N layers, the one-page limit on
+"""Chapter 02: the overlay mount itself (minidocker/unionfs/overlay.py): N layers, the one-page limit on
 mount options, and a clean unmount."""
 
 import importlib
@@ -7,7 +7,7 @@ import os
 import pytest
 
 import harness
-from minidocker import overlay
+from minidocker.unionfs import overlay
 
 layertrees = importlib.import_module("chapters.02.layertrees")  # "02" is no Python name
 DOCS = "docs/02-unionfs.md"

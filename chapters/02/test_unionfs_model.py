@@ -1,4 +1,4 @@
-"""Chapter 02: the union model (minidocker/unionfs.py) against the kernel's overlayfs.
+"""Chapter 02: the union model (minidocker/unionfs/model.py) against the kernel's overlayfs.
 
 Hypothesis builds a random stack of lower layers (files, directories, symlinks, whiteouts, opaque
 directories), mounts it with a real overlay, and gives the model the same layers. Then it runs a
@@ -20,8 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 import harness
 layertrees = importlib.import_module("chapters.02.layertrees")  # "02" is no Python name: no import statement
-from minidocker import overlay
-from minidocker.unionfs import Union, is_whiteout
+from minidocker.unionfs import overlay
+from minidocker.unionfs.model import Union, is_whiteout
 
 EXAMPLES, STEPS = 150, 25
 MODES = [0o755, 0o700, 0o644, 0o600, 0o444, 0o000]

@@ -1,6 +1,6 @@
 """The engine's container commands: run, create, start, ps, logs, stop, kill, rm, exec, inspect.
 
-Each command reads and writes the container's state on disk (state.py); the runtime (runtime.py)
+Each command reads and writes the container's state on disk (records.py); the runtime (runtime.py)
 makes processes and the supervisor (supervisor.py) looks after them. Before a command trusts a
 container's state it checks that the supervisor is still alive (`refresh`): if it was killed,
 the container is marked exited and its cgroup released, so nothing leaks.
@@ -15,14 +15,15 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from minidocker import cgroups, runtime, spec as specs, state, supervisor
+from minidocker import cgroups, runtime, store
+from minidocker.container import records, spec as specs, supervisor
 from minidocker.errors import MinidockerError
 
 
-def refresh(c: state.Container) -> state.Container:
+def refresh(c: records.Container) -> records.Container:
     """Recover from a supervisor that died (SIGKILL, OOM, a reboot): release what it held."""
     sup = c.state.get("SupervisorPid", 0)
-    if sup and not state.alive(sup, c.state.get("SupervisorStart")):
+    if sup and not records.alive(sup, c.state.get("SupervisorStart")):
         cgroup = cgroups.for_container(c.id)
         if cgroup.exists():
             cgroup.kill()  # the container died with it (PDEATHSIG), unless it raced; be sure
@@ -30,20 +31,20 @@ def refresh(c: state.Container) -> state.Container:
         was_running = c.state["Running"]
         c.save_state(Status="exited" if was_running else c.state["Status"], Running=False, Pid=0,
                      ExitCode=137 if was_running else c.state["ExitCode"], SupervisorPid=0,
-                     Error="the supervisor was killed", FinishedAt=state.now())
+                     Error="the supervisor was killed", FinishedAt=store.now())
         if c.record["HostConfig"]["AutoRemove"]:
             _remove(c)
             raise MinidockerError(f"No such container: {c.name}", "it was started with --rm")
     return c
 
 
-def find(ref: str) -> state.Container:
-    return refresh(state.find(ref))
+def find(ref: str) -> records.Container:
+    return refresh(records.find(ref))
 
 
-def all_containers() -> list[state.Container]:
+def all_containers() -> list[records.Container]:
     alive = []
-    for c in state.all_containers():
+    for c in records.all_containers():
         try:
             alive.append(refresh(c))
         except MinidockerError:
@@ -61,8 +62,8 @@ def _check_terminal(args) -> None:
         raise MinidockerError("the input device is not a TTY", "drop -t to pipe input into a container")
 
 
-def _create(args) -> state.Container:
-    state.require_root()
+def _create(args) -> records.Container:
+    store.require_root()
     _check_terminal(args)
     if not args.rootfs:
         raise MinidockerError("no --rootfs given", "images come in chapter 03: run --rootfs DIR -- CMD")
@@ -113,7 +114,7 @@ def _create(args) -> state.Container:
             # --8<-- [end:writable-layer]
         return spec
 
-    return state.create(record, spec_for)
+    return records.create(record, spec_for)
 
 
 def cmd_create(args) -> int:
@@ -178,7 +179,7 @@ def _ago(timestamp: str) -> str:
     return human_duration((datetime.now(timezone.utc) - then).total_seconds())
 
 
-def status_line(c: state.Container) -> str:
+def status_line(c: records.Container) -> str:
     """Docker's STATUS column: "Up 5 seconds", "Exited (0) 3 seconds ago", "Created"."""
     s = c.state
     if s["Running"]:
@@ -242,7 +243,7 @@ def cmd_logs(args) -> int:
         records, offset = _new_records(c.log_path, offset)
 
 
-def inspect_json(c: state.Container) -> dict:
+def inspect_json(c: records.Container) -> dict:
     """Docker's shape for `docker inspect CONTAINER` (the fields that mean something here)."""
     shown_state = {k: v for k, v in c.state.items() if not k.startswith("Supervisor")}
     return {**c.record, "State": shown_state, "LogPath": c.log_path,
@@ -259,7 +260,7 @@ def cmd_inspect(args) -> int:
 # stop, kill, rm
 
 
-def _wait_exit(c: state.Container, timeout: float) -> bool:
+def _wait_exit(c: records.Container, timeout: float) -> bool:
     """Wait until the container has exited and its supervisor recorded it. True if it did."""
     sup = c.state.get("SupervisorPid", 0)
     if not sup:
@@ -275,13 +276,13 @@ def _wait_exit(c: state.Container, timeout: float) -> bool:
         os.close(pidfd)
 
 
-def _signal(c: state.Container, sig: int) -> None:
+def _signal(c: records.Container, sig: int) -> None:
     if not c.state["Running"]:
         raise MinidockerError(f"container {c.name} is not running", "start it first")
     supervisor.signal_quietly(c.state["Pid"], sig)
 
 
-def stop(c: state.Container, timeout: float) -> None:
+def stop(c: records.Container, timeout: float) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds: a PID 1 without a SIGTERM handler ignores it."""
     if not c.state["Running"]:
         return
@@ -326,12 +327,12 @@ def cmd_kill(args) -> int:
     return 0
 
 
-def _remove(c: state.Container) -> None:
+def _remove(c: records.Container) -> None:
     cgroup = cgroups.for_container(c.id)
     if cgroup.exists():
         cgroup.kill()
         cgroup.remove()
-    state.remove_dir(c)
+    records.remove_dir(c)
 
 
 def cmd_rm(args) -> int:

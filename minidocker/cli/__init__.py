@@ -45,8 +45,8 @@ def cmd_rootfs(args) -> int:
 # This keeps one module per concept; and a command imports only its own module, since every
 # import costs start-up time (`minidocker run` should start a container *fast*).
 PLUGINS = {
-    "minidocker.containers": ("run", "create", "start", "ps", "logs", "stop", "wait", "kill", "rm", "exec", "inspect"),
-    "minidocker.changes": ("diff",),  # chapter 02
+    "minidocker.container.lifecycle": ("run", "create", "start", "ps", "logs", "stop", "wait", "kill", "rm", "exec", "inspect"),
+    "minidocker.unionfs.diff": ("diff",),  # chapter 02
     "minidocker.lab": ("lab",),  # classroom labs
 }
 

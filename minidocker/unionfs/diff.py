@@ -16,7 +16,7 @@ directory) is shown as deleted, `D /dir`, followed by what it now holds, `A /dir
 import os
 import stat
 
-from minidocker.unionfs import Union, is_opaque, is_whiteout
+from minidocker.unionfs.model import Union, is_opaque, is_whiteout
 
 
 # --8<-- [start:changes]
@@ -57,7 +57,7 @@ def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
 
 
 def cmd_diff(args) -> int:
-    from minidocker.containers import find
+    from minidocker.container.lifecycle import find
 
     container = find(args.container)
     if container.upperdir is None:

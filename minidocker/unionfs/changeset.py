@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 
 from minidocker.errors import MinidockerError
-from minidocker.unionfs import OVERLAY_XATTRS, is_opaque, is_whiteout
+from minidocker.unionfs.model import OVERLAY_XATTRS, is_opaque, is_whiteout
 
 WHITEOUT = ".wh."  # the prefix of a deleted name in a layer tar
 OPAQUE = ".wh..wh..opq"  # "the lower layers' entries of this directory are gone"

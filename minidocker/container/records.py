@@ -11,75 +11,16 @@ Every file is written atomically (a temp file, then rename), so a crash leaves t
 the new one, never half of one. Creation and removal hold a lock on the containers directory.
 """
 
-import contextlib
-import fcntl
 import functools
-import json
 import os
-import random
-import secrets
 import shutil
-from datetime import datetime, timezone
 
+from minidocker import store
 from minidocker.errors import MinidockerError
 
 
-def root() -> str:
-    return os.environ.get("MINIDOCKER_ROOT", "/var/lib/minidocker")
-
-
-def require_root() -> None:
-    """Namespaces, mounts and cgroups need root: say so first, rather than fail later with an
-    EPERM from some syscall half-way through."""
-    if os.geteuid() != 0:
-        raise MinidockerError("permission denied: containers need root", "run minidocker with sudo")
-
-
 def containers_dir() -> str:
-    require_root()
-    path = os.path.join(root(), "containers")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def now() -> str:
-    """Docker's timestamp format: RFC 3339 in UTC with nanoseconds."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-
-
-def write_json(path: str, data) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)  # rename is atomic: readers see the old file or the new one
-
-
-def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
-
-
-@contextlib.contextmanager
-def locked():
-    """One writer at a time for creating and removing containers (names must stay unique)."""
-    with open(os.path.join(containers_dir(), ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-# Docker names a container from an adjective and a famous scientist or engineer.
-_ADJECTIVES = "brave calm eager gentle happy jolly keen lucid merry nifty quirky serene tender vivid witty zen".split()
-_NAMES = "babbage curie dijkstra euler hopper kernighan lamport lovelace noether ritchie thompson torvalds turing wozniak".split()
-
-
-def generate_name(taken: set[str]) -> str:
-    while True:
-        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NAMES)}"
-        if name not in taken:
-            return name
-        name += str(random.randint(0, 9))
-        if name not in taken:
-            return name
+    return store.directory("containers")
 
 
 class Container:
@@ -101,7 +42,7 @@ class Container:
     @functools.cached_property
     def spec(self) -> dict:
         """The OCI config; it never changes after create, so it is read once."""
-        return read_json(os.path.join(self.dir, "config.json"))
+        return store.read_json(os.path.join(self.dir, "config.json"))
 
     @property
     def log_path(self) -> str:
@@ -119,7 +60,7 @@ class Container:
 
     def save_state(self, **changes) -> None:
         self.state.update(changes)
-        write_json(os.path.join(self.dir, "state.json"), self.state)
+        store.write_json(os.path.join(self.dir, "state.json"), self.state)
 
 
 def new_state() -> dict:
@@ -133,31 +74,31 @@ def create(record: dict, spec_for) -> Container:
 
     `spec_for(container_dir)` returns its OCI spec (it needs the final path for the overlay).
     """
-    with locked():
+    with store.lock(containers_dir()):
         base = containers_dir()
         for entry in os.listdir(base):  # what a create killed half-way left behind
             if entry.startswith(".tmp-"):
                 shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
         taken = {c.name for c in all_containers()}
-        name = record.get("Name") or generate_name(taken)
+        name = record.get("Name") or store.generate_name(taken)
         if name in taken:
             raise MinidockerError(f'Conflict. The container name "/{name}" is already in use',
                                   "remove that container or choose another --name")
-        cid = secrets.token_hex(32)  # 64 hex digits, like Docker's ids
+        cid = store.new_id()  # 64 hex digits, like Docker's ids
         final, tmp = os.path.join(base, cid), os.path.join(base, f".tmp-{cid}")
         os.makedirs(tmp)
-        record.update(Id=cid, Name=f"/{name}", Created=now())
+        record.update(Id=cid, Name=f"/{name}", Created=store.now())
         record["Config"]["Hostname"] = record["Config"]["Hostname"] or cid[:12]
-        write_json(os.path.join(tmp, "config.json"), spec_for(final, record))
-        write_json(os.path.join(tmp, "container.json"), record)
-        write_json(os.path.join(tmp, "state.json"), new_state())
+        store.write_json(os.path.join(tmp, "config.json"), spec_for(final, record))
+        store.write_json(os.path.join(tmp, "container.json"), record)
+        store.write_json(os.path.join(tmp, "state.json"), new_state())
         os.rename(tmp, final)
     return load_dir(final)
 
 
 def load_dir(path: str) -> Container:
-    return Container(os.path.basename(path), path, read_json(os.path.join(path, "container.json")),
-                     read_json(os.path.join(path, "state.json")))
+    return Container(os.path.basename(path), path, store.read_json(os.path.join(path, "container.json")),
+                     store.read_json(os.path.join(path, "state.json")))
 
 
 def all_containers() -> list[Container]:
@@ -188,7 +129,7 @@ def find(ref: str) -> Container:
 
 
 def remove_dir(c: Container) -> None:
-    with locked():
+    with store.lock(containers_dir()):
         # Renamed first: a crash in the middle of rmtree leaves a .tmp- dir that the next
         # create cleans, not a half-deleted container that `ps` would try to read.
         doomed = os.path.join(containers_dir(), f".tmp-rm-{c.id}")

@@ -17,13 +17,14 @@ import sys
 import termios
 import tty as ttymode
 
-from minidocker import cgroups, runtime, state
+from minidocker import cgroups, runtime, store
+from minidocker.container import records
 from minidocker.errors import MinidockerError
 
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def run(c: state.Container, attach: bool, interactive: bool = False, on_started=None) -> int:
+def run(c: records.Container, attach: bool, interactive: bool = False, on_started=None) -> int:
     """Start container `c`, supervise it until it exits, and return its exit code."""
     spec = c.spec
     limits = spec["linux"]["resources"]
@@ -33,7 +34,7 @@ def run(c: state.Container, attach: bool, interactive: bool = False, on_started=
             os.makedirs(d, exist_ok=True)
     cgroup = cgroups.for_container(c.id)
     cgroup.create()
-    c.save_state(SupervisorPid=os.getpid(), SupervisorStart=state.process_start_time(os.getpid()))
+    c.save_state(SupervisorPid=os.getpid(), SupervisorStart=records.process_start_time(os.getpid()))
     try:
         cgroup.set_limits(memory=limits.get("memory", {}).get("limit"),
                           pids=limits.get("pids", {}).get("limit"),
@@ -45,7 +46,7 @@ def run(c: state.Container, attach: bool, interactive: bool = False, on_started=
         cgroup.remove()
         c.save_state(ExitCode=e.exit_code, Error=str(e), SupervisorPid=0)
         raise
-    c.save_state(Status="running", Running=True, Pid=pid, StartedAt=state.now())
+    c.save_state(Status="running", Running=True, Pid=pid, StartedAt=store.now())
     if on_started:
         on_started()
     for sig in PROXIED_SIGNALS:  # `docker run --sig-proxy`: our signals go to the container
@@ -57,7 +58,7 @@ def run(c: state.Container, attach: bool, interactive: bool = False, on_started=
     cgroup.kill()  # nothing should be left once PID 1 is gone, but be sure before rmdir
     cgroup.remove()
     c.save_state(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom_killed,
-                 FinishedAt=state.now(), SupervisorPid=0)
+                 FinishedAt=store.now(), SupervisorPid=0)
     return code
 
 
@@ -152,7 +153,7 @@ def copy_output(streams: dict[int, str], log_path: str | None, attach: bool, std
                     ours[streams[fd]].write(data)
                     ours[streams[fd]].flush()
                 if log:
-                    log.write(log_lines(data, streams[fd], state.now()))
+                    log.write(log_lines(data, streams[fd], store.now()))
                     log.flush()
     finally:
         if saved_mode:
@@ -173,7 +174,7 @@ def log_lines(data: bytes, stream: str, time: str) -> bytes:
     return "".join(r + "\n" for r in records).encode()
 
 
-def start_detached(c: state.Container) -> None:
+def start_detached(c: records.Container) -> None:
     """Fork a supervisor that outlives us; return once the container runs, or raise its error."""
     ready_read, ready_write = os.pipe()
     if os.fork() == 0:
@@ -194,7 +195,7 @@ def start_detached(c: state.Container) -> None:
             os.write(ready_write, json.dumps({"code": 125, "message": f"supervisor: {e}", "hint": ""}).encode())
         finally:
             if c.record["HostConfig"]["AutoRemove"]:
-                state.remove_dir(c)
+                records.remove_dir(c)
             os._exit(code)
     os.close(ready_write)
     with os.fdopen(ready_read, "rb") as ready:

@@ -1,0 +1,115 @@
+"""cgroup v1: one hierarchy per controller, a container is a directory in each."""
+
+import os
+
+from minidocker.cgroups.base import (MOUNTINFO, Cgroup, cgroup_mounts, check_memory, cpu_quota, keyed, pids_value, read,
+                                     read_int, wait_for, write)
+from minidocker.errors import MinidockerError
+
+
+class V1(Cgroup):
+    VERSION = 1
+    # freezer for pause/kill, cpuacct for the CPU usage statistic. No cpuset: a new cpuset cgroup
+    # is unusable until cpuset.cpus and cpuset.mems are filled in, and we do not pin CPUs.
+    HIERARCHIES = ("memory", "pids", "cpu", "cpuacct", "freezer")
+
+    def __init__(self, path: str, mountinfo: str = MOUNTINFO):
+        super().__init__(path, mountinfo)
+        # Each controller's directory for this cgroup. cpu and cpuacct are often mounted together
+        # ("/sys/fs/cgroup/cpu,cpuacct"), and then share one directory.
+        self.hierarchies = {c: os.path.join(point, path) for c, point in self._mounted(mountinfo).items()}
+
+    @classmethod
+    def _mounted(cls, mountinfo: str) -> dict[str, str]:
+        mounts = [(point, opts) for point, fstype, opts in cgroup_mounts(mountinfo) if fstype == "cgroup"]
+        # The first mount of each controller; a later one is a bind mount of the same hierarchy.
+        return {c: next(p for p, opts in mounts if c in opts) for c in cls.HIERARCHIES
+                if any(c in opts for _, opts in mounts)}
+
+    @classmethod
+    def describe(cls, mountinfo: str = MOUNTINFO) -> str:
+        points = cls._mounted(mountinfo)
+        if all(p == f"/sys/fs/cgroup/{c}" for c, p in points.items()):
+            where = "/sys/fs/cgroup/<controller>"
+        else:
+            where = " ".join(f"{c}={p}" for c, p in points.items())
+        line = f"v1: {' '.join(points)} at {where}"
+        missing = [c for c in cls.HIERARCHIES if c not in points]
+        if missing:
+            line += f" (missing: {' '.join(missing)})"
+        unified = [p for p, fstype, _ in cgroup_mounts(mountinfo) if fstype == "cgroup2"]
+        if unified:
+            line += f" (v2 unified hierarchy beside them at {unified[0]})"
+        return line
+
+    def dirs(self) -> list[str]:
+        return list(dict.fromkeys(self.hierarchies.values()))  # unique, in a stable order
+
+    def controllers(self) -> set[str]:
+        return set(self.hierarchies)
+
+    def file(self, controller: str, name: str) -> str:
+        return os.path.join(self.hierarchies[controller], name)
+
+    def _missing_hint(self, controller: str) -> str:
+        where = f"/sys/fs/cgroup/{controller}"
+        return f"mount it: mkdir {where} && mount -t cgroup -o {controller} none {where}"
+
+    def create(self) -> None:
+        if not self.hierarchies:
+            raise MinidockerError("no cgroup v1 hierarchy is mounted", "use the V2 driver (cgroups.detect())")
+        for directory in self.dirs():
+            # mkdir in a cgroupfs *is* creating a cgroup: the kernel fills the directory with the
+            # controller's files. exist_ok makes create() idempotent.
+            os.makedirs(directory, exist_ok=True)
+
+    def limit_files(self, memory=None, pids=None, cpus=None) -> list[tuple[str, str, str]]:
+        # --8<-- [start:ex-01-cgroup-limits]
+        # Return the writes (controller, file, value): memory.limit_in_bytes (and memsw = twice it,
+        # Docker's default swap), pids.max, and cpu.cfs_period_us then cpu.cfs_quota_us.
+        writes = []
+        if memory is not None:
+            check_memory(memory)
+            # The kernel insists that limit_in_bytes <= memsw.limit_in_bytes (memory+swap) at every
+            # moment. Lifting memsw first (-1 = unlimited) makes any new pair writable in order.
+            writes += [("memory", "memory.memsw.limit_in_bytes", "-1"),
+                       ("memory", "memory.limit_in_bytes", str(memory)),
+                       # Docker without --memory-swap: as much swap as memory, so memory+swap = 2x.
+                       ("memory", "memory.memsw.limit_in_bytes", str(2 * memory))]
+        if pids is not None:
+            writes.append(("pids", "pids.max", pids_value(pids)))
+        if cpus is not None:
+            quota, period = cpu_quota(cpus)
+            writes += [("cpu", "cpu.cfs_period_us", str(period)), ("cpu", "cpu.cfs_quota_us", str(quota))]
+        return writes
+        # --8<-- [end:ex-01-cgroup-limits]
+
+    def freeze(self) -> None:
+        self._freezer("FROZEN")
+
+    def thaw(self) -> None:
+        self._freezer("THAWED")
+
+    def can_freeze(self) -> bool:
+        return "freezer" in self.hierarchies
+
+    def _freezer(self, state: str) -> None:
+        if not self.can_freeze():
+            raise MinidockerError("the freezer controller is not mounted", self._missing_hint("freezer"))
+        path = self.file("freezer", "freezer.state")
+        write(path, state)
+        # The kernel answers FREEZING until every task has stopped at a safe point.
+        wait_for(lambda: (read(path) or "").strip() == state, f"cgroup {self.path} to be {state}")
+
+    def stats(self) -> dict:
+        def read(controller, name):
+            return read_int(self.file(controller, name)) if controller in self.hierarchies else None
+
+        return {"memory_bytes": read("memory", "memory.usage_in_bytes"),
+                "pids": read("pids", "pids.current"),
+                "cpu_usage_ns": read("cpuacct", "cpuacct.usage")}  # nanoseconds, all CPUs
+
+    def oom_killed(self) -> bool:
+        if "memory" not in self.hierarchies:
+            return False
+        return int(keyed(self.file("memory", "memory.oom_control")).get("oom_kill", 0)) > 0

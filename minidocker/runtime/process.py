@@ -1,0 +1,120 @@
+"""The container's process: stdio, working directory, user, exec, and `--init`."""
+
+import fcntl
+import os
+import signal
+import socket
+import termios
+
+from minidocker import linux
+from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND
+
+# Signals that `--init` passes on to the command: all but those it cannot catch (KILL, STOP),
+# the one that tells it a child ended (CHLD), and those the CPU raises on a fault of its own.
+FORWARDED_SIGNALS = set(signal.valid_signals()) - {
+    signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
+    signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS}
+
+
+class StartError(Exception):
+    """Raised inside the child before exec; sent to the parent as JSON through the error pipe."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def exit_code(wait_status: int) -> int:
+    """Docker's exit code for a wait status: the process's own code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(wait_status)  # negative -N when signal N killed it
+    return 128 - code if code < 0 else code
+
+
+error_pipe = -1  # in a child before exec: the write end of its error pipe (see spawn.py)
+
+
+def start_process(process: dict, stdio, console, init: bool) -> None:
+    # Python ignores SIGPIPE and SIGXFSZ for itself; an ignored signal stays ignored across exec,
+    # so give the command the default actions back (or `yes | head -1` would never end).
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    if process.get("terminal"):
+        stdio = open_console(console)
+    for target, fd in enumerate(stdio):
+        if fd != target:
+            os.dup2(fd, target)  # the copies at 0, 1, 2 are inheritable by the command
+    # Nothing else of ours may leak into the container (our log file, the supervisor's pipes):
+    # close every other fd but the error pipe, as subprocess's close_fds does.
+    os.closerange(3, error_pipe)
+    os.closerange(error_pipe + 1, os.sysconf("SC_OPEN_MAX"))
+    if process.get("terminal"):
+        os.setsid()  # a new session, so that the pty on stdin can become its controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    cwd = process.get("cwd", "/")
+    os.makedirs(cwd, exist_ok=True)  # Docker creates a missing working directory
+    os.chdir(cwd)
+    user = process.get("user", {})
+    os.setgroups([])
+    os.setgid(user.get("gid", 0))
+    os.setuid(user.get("uid", 0))
+    # If whoever started us dies (the supervisor, SIGKILLed), the kernel kills us: no orphans.
+    # It is set after setuid because a change of credentials clears it.
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if init:
+        run_init(process["args"], process["env"])
+    execute(process["args"], process["env"])
+
+
+def open_console(console: socket.socket) -> tuple[int, int, int]:
+    """A pty from the container's own /dev/ptmx: its name is /dev/pts/N *inside* the container.
+
+    We keep the "slave" side as stdin, stdout and stderr, and pass the "master" side to the
+    supervisor over the console socket (SCM_RIGHTS sends an open file, not a number).
+    """
+    master, slave = os.openpty()  # opens /dev/ptmx, which is now the container's devpts
+    socket.send_fds(console, [b"pty"], [master])
+    os.close(master)
+    console.close()
+    return slave, slave, slave
+
+
+def execute(args: list[str], env: list[str]) -> None:
+    """execvpe with PATH searched in the *container's* environment; errors as Docker reports them."""
+    environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    try:
+        os.execvpe(args[0], args, environment)
+    except FileNotFoundError:
+        where = "no such file or directory" if "/" in args[0] else "executable file not found in $PATH"
+        raise StartError(EXIT_NOT_FOUND, f'exec: "{args[0]}": {where}') from None
+    except (PermissionError, IsADirectoryError):
+        raise StartError(EXIT_CANNOT_INVOKE, f'exec: "{args[0]}": permission denied') from None
+    except OSError as e:  # ENOEXEC: not a binary and no #! line, and the like
+        raise StartError(EXIT_CANNOT_INVOKE, f'exec: "{args[0]}": {e.strerror}') from None
+
+
+def run_init(args: list[str], env: list[str]) -> None:
+    """`--init`: stay as PID 1, run the command as our child, reap every orphan, forward signals.
+
+    PID 1 has two duties a normal program does not know about: the kernel delivers it only the
+    signals it has a handler for (so a plain `sleep` as PID 1 ignores SIGTERM), and every orphan
+    in the namespace becomes its child, a zombie until PID 1 waits for it.
+    """
+    # --8<-- [start:ex-01-init]
+    # Block the signals, fork the command, forward signals to it, and wait() for every child.
+    #
+    # Blocked first: a signal that came before our handlers existed would be dropped (we are
+    # PID 1); blocked, it waits as "pending" until we are ready to pass it on.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    child = os.fork()
+    if child == 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # the command starts clean
+        execute(args, env)
+    os.close(error_pipe)  # only the command's exec should close the parent's pipe
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    while True:
+        pid, status = os.wait()  # any child: the command, or an orphan we inherited
+        if pid == child:
+            os._exit(exit_code(status))
+    # --8<-- [end:ex-01-init]
