@@ -39,6 +39,8 @@ def pytest_configure(config):
     _remove_stale_session_cgroups()
     root = tempfile.mkdtemp(prefix="md-test-")
     os.environ["MINIDOCKER_ROOT"] = root
+    # The runtime's state (runc keeps it in /run/runc) goes under the session's root too.
+    os.environ["MINIDOCKER_RUNTIME_ROOT"] = os.path.join(root, "run")
     os.environ["MINIDOCKER_CGROUP_PARENT"] = f"minidocker/test-{os.getpid()}"
     config._minidocker_root = root
 
