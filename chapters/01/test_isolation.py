@@ -46,7 +46,13 @@ def test_a_host_file_is_invisible_and_the_old_root_is_gone(md, rootfs, tmp_path)
     assert "host only" not in inside(md, rootfs, f"cat {secret} 2>&1 || true"), (
         "a host file is visible in the container: the root is not pivoted")
     mount_points = {line.split()[4] for line in inside(md, rootfs, "cat /proc/self/mountinfo").splitlines()}
-    assert mount_points == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"}, (
+    # Docker's default mounts, and on a cgroup v1 or hybrid host one cgroup mount per hierarchy
+    # of the host's under /sys/fs/cgroup (on pure v2, /sys/fs/cgroup is the one cgroup2 mount).
+    with open("/proc/self/mountinfo") as f:
+        hierarchies = {line.split()[4] for line in f if line.split(" - ")[1].startswith("cgroup")
+                       and line.split()[4].startswith("/sys/fs/cgroup/")}
+    assert mount_points == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
+                            "/sys/fs/cgroup", *hierarchies}, (
         f"the container should see only its own mounts, saw {sorted(mount_points)}: detach the old "
         "root after pivot_root (docs/01-isolation.md#ex-01-pivot-root)")
     assert sorted(inside(md, rootfs, "ls /").split()) == sorted(os.listdir(rootfs)), "`ls /` should list the rootfs"

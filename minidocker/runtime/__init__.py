@@ -1,20 +1,40 @@
-"""The runtime: from an OCI runtime config (config.json) to an isolated process.
+"""The runtime: this is what runc does for Docker.
 
-This is what runc does for Docker. `spawn()` starts a container's first process, `join()` starts
-another process inside a running container (`exec`). In order, the first process:
+Docker never makes a container itself. It writes an OCI *bundle* (a directory with config.json,
+the OCI runtime spec's description of the container) and asks an OCI runtime, runc, to run it:
+`runc create`, `runc start`, `runc state`, `runc kill`, `runc delete`. This package is that
+runtime. It reads the bundle's config.json and nothing else, in the spec's own field names:
+`process` (args, env, cwd, user, terminal, rlimits, noNewPrivileges), `root`, `hostname`,
+`mounts`, and `linux` (namespaces, cgroupsPath, resources, devices, maskedPaths, readonlyPaths).
 
-1. is forked into a new PID namespace, where it is PID 1;
-2. joins its cgroup, then unshares the other namespaces (mount, UTS, IPC, network, cgroup);
-3. builds its root filesystem: private mounts, the rootfs bound on itself (or an overlay),
-   /proc, /dev and /sys, then pivot_root into it and the old root detached;
-4. takes on the process settings (stdio, cwd, uid/gid) and execs the command.
+The container's first process, in order (spawn.py, rootfs.py, mounts.py, process.py):
 
-Errors before the exec travel back to the parent through a close-on-exec pipe, as Python's own
-subprocess does: if the exec succeeds the kernel closes the pipe and the parent reads nothing.
-See docs/01-isolation.md.
+1. create() makes the cgroup at linux.cgroupsPath and writes linux.resources into it;
+2. the process is forked into a new PID namespace (or the one a namespace's `path` names),
+   where it is PID 1;
+3. it joins its cgroup, then joins (setns) or makes (unshare) the other namespaces;
+4. it builds its root filesystem: private mounts, the rootfs bound on itself, every entry of
+   `mounts` in order, the device nodes, then pivot_root, masked and read-only paths;
+5. it takes on the process settings (stdio, cwd, rlimits, groups, uid/gid, no_new_privs) and
+   then *waits*: it opens exec.fifo in the state dir for writing, which blocks until start()
+   opens it for reading. Only then does it exec the command.
+
+That wait is runc's create/start split. Between the two, the container exists (namespaces,
+cgroup, mounts) but runs nothing of its own: an engine can still set up its network, or
+a test can look at it. The fifo also carries back an exec error, as the error pipe of Python's
+subprocess does: it is close-on-exec, so when the exec works start() reads EOF; when it fails,
+the process writes the error (`exec: "nope": executable file not found in $PATH`, exit code
+127) and start() raises it. Errors before the wait go back to create() the same way, on a pipe.
+
+The engine calls these functions in-process (run() is create + start in the caller, which stays
+the container's parent); `minidocker runtime` is the same API on runc's command line.
+See docs/01-isolation.md#the-runtime.
 """
 
+from minidocker.runtime.lifecycle import (create, default_root, delete, exec_process, kill, list_containers, run,
+                                          start, state, stats)
 from minidocker.runtime.process import StartError, exit_code
-from minidocker.runtime.spawn import join, spawn
+from minidocker.runtime.spawn import join, spawn  # spawn: until the engine calls run()
 
-__all__ = ["StartError", "exit_code", "join", "spawn"]
+__all__ = ["StartError", "create", "default_root", "delete", "exec_process", "exit_code", "join", "kill",
+           "list_containers", "run", "spawn", "start", "state", "stats"]

@@ -2,12 +2,14 @@
 
 import fcntl
 import os
+import resource  # imported here: after pivot_root the host's Python library is out of sight
 import signal
 import socket
 import termios
+import warnings  # noqa: F401 - os.execvpe imports it on first use, when the host's library is gone
 
 from minidocker import linux
-from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND
+from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND
 
 # Signals that `--init` passes on to the command: all but those it cannot catch (KILL, STOP),
 # the one that tells it a child ended (CHLD), and those the CPU raises on a fault of its own.
@@ -30,10 +32,15 @@ def exit_code(wait_status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-error_pipe = -1  # in a child before exec: the write end of its error pipe (see spawn.py)
+error_pipe = -1  # in a child before exec: where its errors go (the error pipe or exec.fifo, see spawn.py)
 
 
-def start_process(process: dict, stdio, console, init: bool) -> None:
+def start_process(process: dict, stdio, console, init: bool, wait_for_start=None) -> None:
+    """Become the spec's `process`: stdio, cwd, rlimits, user, no_new_privs; then exec.
+
+    `wait_for_start` (create's) blocks until `start` says go: the process is fully made, only
+    the exec is left, as runc's init waits on its exec.fifo.
+    """
     # Python ignores SIGPIPE and SIGXFSZ for itself; an ignored signal stays ignored across exec,
     # so give the command the default actions back (or `yes | head -1` would never end).
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
@@ -44,25 +51,60 @@ def start_process(process: dict, stdio, console, init: bool) -> None:
         if fd != target:
             os.dup2(fd, target)  # the copies at 0, 1, 2 are inheritable by the command
     # Nothing else of ours may leak into the container (our log file, the supervisor's pipes):
-    # close every other fd but the error pipe, as subprocess's close_fds does.
-    os.closerange(3, error_pipe)
-    os.closerange(error_pipe + 1, os.sysconf("SC_OPEN_MAX"))
+    # close every other fd but ours (the error pipe, the state dir, the trace), as subprocess's
+    # close_fds does.
+    close_fds_but({error_pipe, state_dir_fd, linux.trace_fd()})
     if process.get("terminal"):
         os.setsid()  # a new session, so that the pty on stdin can become its controlling terminal
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     cwd = process.get("cwd", "/")
     os.makedirs(cwd, exist_ok=True)  # Docker creates a missing working directory
     os.chdir(cwd)
+    if process.get("rlimits"):
+        set_rlimits(process["rlimits"])
     user = process.get("user", {})
-    os.setgroups([])
+    # Supplementary groups first, then the gid, then the uid: once the uid is not 0 any more,
+    # we may no longer change the other two.
+    os.setgroups(user.get("additionalGids", []))
     os.setgid(user.get("gid", 0))
     os.setuid(user.get("uid", 0))
-    # If whoever started us dies (the supervisor, SIGKILLed), the kernel kills us: no orphans.
-    # It is set after setuid because a change of credentials clears it.
-    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if process.get("noNewPrivileges"):
+        # No exec from here on can gain privileges: setuid bits and file capabilities are
+        # ignored. It is inherited and cannot be undone (what `--security-opt no-new-privileges` sets).
+        linux.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if parent_death_signal:
+        # If whoever started us dies (the supervisor, SIGKILLed), the kernel signals us: no
+        # orphans. It is set after setuid because a change of credentials clears it.
+        linux.prctl(linux.PR_SET_PDEATHSIG, parent_death_signal)
+    if wait_for_start:
+        wait_for_start()
     if init:
         run_init(process["args"], process["env"])
     execute(process["args"], process["env"])
+
+
+PR_SET_NO_NEW_PRIVS = 38
+parent_death_signal = 0  # set by the runtime in the child: SIGKILL for the engine's containers
+state_dir_fd = -1  # in create's child: the state dir, where exec.fifo waits (see lifecycle.py)
+
+
+def close_fds_but(keep: set[int]) -> None:
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def set_rlimits(rlimits: list[dict]) -> None:
+    """process.rlimits: [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}], setrlimit(2) each."""
+    for limit in rlimits:
+        kind = getattr(resource, limit["type"], None)
+        if kind is None:
+            raise StartError(EXIT_ENGINE, f"unknown rlimit type {limit['type']!r}")
+        # The spec's "unlimited" is 2^64-1 (RLIM_INFINITY in C); Python spells it RLIM_INFINITY.
+        soft, hard = (resource.RLIM_INFINITY if v >= 2**63 else v for v in (limit["soft"], limit["hard"]))
+        resource.setrlimit(kind, (soft, hard))
 
 
 def open_console(console: socket.socket) -> tuple[int, int, int]:
@@ -82,7 +124,7 @@ def execute(args: list[str], env: list[str]) -> None:
     """execvpe with PATH searched in the *container's* environment; errors as Docker reports them."""
     environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
     try:
-        os.execvpe(args[0], args, environment)
+        linux.execvpe(args[0], args, environment)
     except FileNotFoundError:
         where = "no such file or directory" if "/" in args[0] else "executable file not found in $PATH"
         raise StartError(EXIT_NOT_FOUND, f'exec: "{args[0]}": {where}') from None

@@ -1,13 +1,15 @@
-"""The container's root filesystem: private mounts, the rootfs, /proc, /dev, /sys, pivot_root."""
+"""The container's root filesystem, in runc's order: propagation, the rootfs, the spec's mounts,
+/dev's nodes, pivot_root, then masked and read-only paths and a read-only root."""
 
 import os
-import stat
 
 from minidocker import linux
+from minidocker.runtime import mounts
 
 
-def setup_rootfs(spec: dict) -> None:
-    root = os.path.realpath(spec["root"]["path"])
+def setup_rootfs(spec: dict, bundle: str) -> None:
+    root = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))  # relative: the bundle's
+    linux_spec = spec.get("linux", {})
     # --8<-- [start:ex-01-private-mounts]
     # Make every mount private (recursively), so that no mount event crosses to or from the host.
     #
@@ -24,53 +26,20 @@ def setup_rootfs(spec: dict) -> None:
         # pivot_root needs the new root to be a mount point; binding a directory on itself makes
         # it one.
         linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
-    mount_proc(root)
-    mount_dev(root)
-    # /sys read-only: it shows the host's devices and kernel knobs; a container only reads it.
-    _mountpoint(root, "sys")
-    linux.mount("sysfs", f"{root}/sys", "sysfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    # Every entry of `mounts`, in the spec's order: /dev before /dev/pts, a volume after /proc.
+    for entry in spec.get("mounts", ()):
+        mounts.mount_entry(root, entry, bundle)
+    mounts.make_devices(root, linux_spec.get("devices"))
     pivot_into(root)
+    # After the pivot the paths are the container's own, so no symlink can lead out.
+    mounts.readonly_paths(linux_spec.get("readonlyPaths"))
+    mounts.mask_paths(linux_spec.get("maskedPaths"))
+    propagation = linux_spec.get("rootfsPropagation")
+    if propagation:  # runc's default would be rslave; we keep the private of above unless asked
+        linux.mount(None, "/", None, mounts.PROPAGATION[propagation])
     if spec["root"].get("readonly"):
         # A bind remount changes only this mount's flags: / becomes read-only, /dev and /proc not.
         linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
-
-
-def _mountpoint(root: str, path: str) -> str:
-    target = os.path.join(root, path)
-    os.makedirs(target, exist_ok=True)
-    return target
-
-
-def mount_proc(root: str) -> None:
-    # --8<-- [start:ex-01-proc]
-    # Mount a new procfs (type "proc"; nosuid, nodev, noexec) on the rootfs's /proc.
-    #
-    # A fresh procfs shows the PID namespace of whoever mounts it: ours, where we are PID 1.
-    linux.mount("proc", _mountpoint(root, "proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    # --8<-- [end:ex-01-proc]
-
-
-# The device nodes every container gets: (name, major, minor). Only these, never the host's disks.
-DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-
-
-def mount_dev(root: str) -> None:
-    # --8<-- [start:mount-dev]
-    dev = _mountpoint(root, "dev")
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k")
-    for name, major, minor in DEVICES:
-        os.mknod(f"{dev}/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
-        os.chmod(f"{dev}/{name}", 0o666)  # mknod's mode is filtered by our umask
-    # A private devpts instance: the container's ptys are numbered from 0 and invisible outside.
-    linux.mount("devpts", _mountpoint(dev, "pts"), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
-                "newinstance,ptmxmode=0666,mode=0620")
-    os.symlink("pts/ptmx", f"{dev}/ptmx")
-    linux.mount("shm", _mountpoint(dev, "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
-                "mode=1777,size=65536k")
-    for link, target in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]:
-        os.symlink(target, f"{dev}/{link}")
-    # --8<-- [end:mount-dev]
 
 
 def pivot_into(root: str) -> None:

@@ -1,11 +1,12 @@
-"""Starting a container's first process (`spawn`) and a further one inside it (`join`, for exec).
+"""Making the processes: the container's first one (`create`'s fork) and a further one (`exec`).
 
-See minidocker/runtime/__init__.py for the order of the steps.
+See minidocker/runtime/__init__.py for the order of the steps, lifecycle.py for who calls these.
 """
 
 import fcntl
 import json
 import os
+import signal
 import socket
 import struct
 
@@ -14,38 +15,58 @@ from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, M
 from minidocker.runtime import process as proc
 from minidocker.runtime.rootfs import setup_rootfs
 
+READY = b"ready"  # create's child says it on the error pipe once only the exec is left
 
-def spawn(spec: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
-    """Start the container's first process; return its host pid once the command runs.
 
-    `stdio` are three open fds for the container's stdin, stdout and stderr. With a terminal,
-    `console` is a unix socket instead: the container sends its pty's master side through it
-    (runc's --console-socket). If the command cannot start, raises MinidockerError with Docker's
-    exit code (125, 126 or 127).
-    """
-    namespaces = {ns["type"] for ns in spec["linux"]["namespaces"]}
+def namespaces_of(spec: dict) -> dict[str, str | None]:
+    """linux.namespaces as {type: path or None}: a path means "join that one", None "make one"."""
+    return {ns["type"]: ns.get("path") or None for ns in spec.get("linux", {}).get("namespaces", ())}
+
+
+def fork_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_start,
+                   state_dir_fd: int = -1, parent_death_signal: int = 0) -> tuple[int, int]:
+    """Fork the container's first process; return (pid, the read end of its error pipe)."""
+    namespaces = namespaces_of(spec)
+
+    def child():
+        proc.state_dir_fd, proc.parent_death_signal = state_dir_fd, parent_death_signal
+        _become_container(spec, bundle, stdio, cgroup, console, wait_for_start)
+
     # --8<-- [start:ex-01-pid-namespace]
-    # unshare(CLONE_NEWPID), fork the child (it is PID 1 there), then setns() back to our own.
+    # unshare(CLONE_NEWPID) (or setns() into the spec's PID namespace, given by its path), fork
+    # the child (it is PID 1 there, when the namespace is new), then setns() back to our own.
     #
     # The setns() back makes our later children ordinary processes again.
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    if "pid" in namespaces:
+    if namespaces.get("pid"):
+        enter(namespaces["pid"], linux.CLONE_NEWPID)
+    elif "pid" in namespaces:
         linux.unshare(linux.CLONE_NEWPID)  # does not move us: only where our next child is born
-    pid, errors = _fork_with_error_pipe(lambda: _become_container(spec, stdio, cgroup, console))
+    pid, errors = fork_with_error_pipe(child)
     if "pid" in namespaces:
         linux.setns(own_pid_ns, linux.CLONE_NEWPID)
     # --8<-- [end:ex-01-pid-namespace]
     os.close(own_pid_ns)
-    return _wait_for_exec(pid, errors)
+    return pid, errors
 
 
-def _fork_with_error_pipe(child) -> tuple[int, int]:
+def enter(path: str, nstype: int) -> None:
+    """setns() into the namespace that a file names: /proc/PID/ns/net, /run/netns/NAME (a bind
+    mount of such a file, as `ip netns add` makes)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(fd, nstype)
+    finally:
+        os.close(fd)
+
+
+def fork_with_error_pipe(child) -> tuple[int, int]:
     """Fork; the child runs `child()`, which must exec or raise. Returns (pid, error pipe)."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)  # closed by the kernel on a successful exec
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        proc.error_pipe = write_end  # the child's end, for _report() and for run_init() to close
+        proc.error_pipe = write_end  # the child's end, for report() and for run_init() to close
         code, message = EXIT_ENGINE, "the container process ended before exec"
         try:
             child()
@@ -53,52 +74,71 @@ def _fork_with_error_pipe(child) -> tuple[int, int]:
             code, message = e.code, str(e)
         except BaseException as e:  # noqa: BLE001 - whatever it is, the parent must hear of it
             message = f"{type(e).__name__}: {e}"
-        _report(code, message)
+        report(code, message)
         os._exit(code)  # never return into the parent's code in the child
     os.close(write_end)
     return pid, read_end
 
 
-def _report(code: int, message: str) -> None:
+def report(code: int, message: str) -> None:
     try:
         os.write(proc.error_pipe, json.dumps({"code": code, "message": message}).encode())
     except OSError:
         pass
 
 
-def _wait_for_exec(pid: int, errors: int) -> int:
-    """Read the error pipe to EOF: nothing means the command is running; else raise its error."""
+def read_to_eof(fd: int) -> bytes:
     chunks = []
-    while chunk := os.read(errors, 65536):
+    while chunk := os.read(fd, 65536):
         chunks.append(chunk)
-    os.close(errors)
-    if not chunks:
-        return pid
-    os.waitpid(pid, 0)  # the child exits right after reporting; reap it
-    error = json.loads(b"".join(chunks))
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def raise_reported(data: bytes) -> None:
+    """Raise the child's error as Docker reports it: its message and exit code (125, 126, 127)."""
+    try:
+        error = json.loads(data)
+    except ValueError:
+        error = {"code": EXIT_ENGINE, "message": "the container process ended before exec"}
     hint = {EXIT_NOT_FOUND: "check the command's name and the container's PATH",
             EXIT_CANNOT_INVOKE: "check that the file is an executable the container can run"}
     raise MinidockerError(error["message"], hint.get(error["code"], ""), exit_code=error["code"])
 
 
-def _become_container(spec: dict, stdio, cgroup, console) -> None:
-    """In the child, now PID 1 of its PID namespace: isolate, build the root, exec."""
-    namespaces = {ns["type"] for ns in spec["linux"]["namespaces"]}
+def wait_for_exec(pid: int, errors: int) -> int:
+    """Read the error pipe to EOF: nothing means the command is running; else raise its error."""
+    data = read_to_eof(errors)
+    if not data:
+        return pid
+    os.waitpid(pid, 0)  # the child exits right after reporting; reap it
+    raise_reported(data)
+
+
+def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_start) -> None:
+    """In the child, now PID 1 of its PID namespace: isolate, build the root, wait, exec."""
+    linux.set_role("container")
+    namespaces = namespaces_of(spec)
     # --8<-- [start:ex-01-namespaces]
-    # Join the cgroup, unshare every namespace but "pid" (we are in it already), set the hostname.
+    # Join the cgroup; then, for every namespace but "pid" (we are in it already): setns() into
+    # the one its path names, or unshare() a new one. Then set the hostname.
     #
-    # Joining first makes the new cgroup namespace's "/" our own cgroup.
+    # Joining the cgroup first makes the new cgroup namespace's "/" our own cgroup.
     if cgroup is not None:
         cgroup.add(0)
-    linux.unshare(linux.namespace_flags(namespaces - {"pid"}))
-    if "uts" in namespaces:
+    for name, path in namespaces.items():
+        if path and name != "pid":
+            enter(path, linux.NAMESPACES[name][0])
+    linux.unshare(linux.namespace_flags(n for n, path in namespaces.items() if not path and n != "pid"))
+    if "uts" in namespaces and spec.get("hostname"):
         linux.sethostname(spec["hostname"])
     # --8<-- [end:ex-01-namespaces]
-    if "network" in namespaces:
+    if "network" in namespaces and not namespaces["network"]:
         _loopback_up()
-    if "mount" in namespaces:
-        setup_rootfs(spec)
-    proc.start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False))
+    if "mount" in namespaces and not namespaces["mount"]:
+        setup_rootfs(spec, bundle)
+    proc.start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False),
+                       wait_for_start=wait_for_start)
 
 
 def _loopback_up() -> None:
@@ -112,7 +152,8 @@ def _loopback_up() -> None:
 # exec: a new process inside a running container
 
 
-def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
+def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, console=None,
+         parent_death_signal: int = signal.SIGKILL) -> int:
     """Start `process` inside the namespaces and cgroup of `container_pid`; return its pid."""
     # --8<-- [start:ex-01-exec-setns]
     # Open /proc/PID/ns/*, setns() into the PID namespace, fork, and setns() the child into the rest.
@@ -123,16 +164,30 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, consol
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     linux.setns(ns_files["pid"], linux.CLONE_NEWPID)
 
-    def enter():
+    def enter_all():
+        linux.set_role("exec")
+        proc.parent_death_signal = parent_death_signal
         if cgroup is not None:
             cgroup.add(0)
         for name in ("cgroup", "ipc", "uts", "network", "mount"):
             linux.setns(ns_files[name], linux.NAMESPACES[name][0])
         proc.start_process(process, stdio, console, init=False)
 
-    pid, errors = _fork_with_error_pipe(enter)
+    pid, errors = fork_with_error_pipe(enter_all)
     linux.setns(own_pid_ns, linux.CLONE_NEWPID)
     # --8<-- [end:ex-01-exec-setns]
     for fd in (*ns_files.values(), own_pid_ns):
         os.close(fd)
-    return _wait_for_exec(pid, errors)
+    return wait_for_exec(pid, errors)
+
+
+def spawn(spec: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
+    """The old entry point (the supervisor made the cgroup): create and start in one, without a
+    state dir. Kept only until the engine calls runtime.run(); a spec without mounts gets
+    Docker's defaults, as the engine's own spec now carries them."""
+    if not spec.get("mounts"):
+        from minidocker.container import oci_defaults
+
+        spec = {**spec, "mounts": oci_defaults.default_mounts()}
+    pid, errors = fork_container(spec, "/", stdio, cgroup, console, None, -1, signal.SIGKILL)
+    return wait_for_exec(pid, errors)

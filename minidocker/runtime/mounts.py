@@ -1,0 +1,225 @@
+"""The spec's `mounts`, one entry at a time, as runc mounts them; device nodes; masked paths.
+
+An OCI mount entry is {"destination", "type", "source", "options"}. `options` mixes two kinds
+of words, as mount(8) does: flags the kernel takes as bits in mount(2)'s `flags` argument
+("ro", "nosuid", "rbind", "rprivate") and words it passes on to the filesystem as the `data`
+string ("mode=755", "size=65536k", "newinstance"). `parse_options` splits them the way runc does.
+See docs/01-isolation.md#ex-01-proc.
+"""
+
+import errno
+import os
+import stat
+
+from minidocker import linux
+
+# Flags that linux.py has no name for (they matter little to a container, but runc knows them).
+MS_MANDLOCK, MS_SILENT, MS_POSIXACL, MS_I_VERSION, MS_LAZYTIME = 64, 1 << 15, 1 << 16, 1 << 23, 1 << 25
+
+# option -> (clear?, bit): "ro" sets MS_RDONLY, "rw" clears it. The same table as runc's.
+FLAGS = {
+    "defaults": (False, 0), "ro": (False, linux.MS_RDONLY), "rw": (True, linux.MS_RDONLY),
+    "nosuid": (False, linux.MS_NOSUID), "suid": (True, linux.MS_NOSUID),
+    "nodev": (False, linux.MS_NODEV), "dev": (True, linux.MS_NODEV),
+    "noexec": (False, linux.MS_NOEXEC), "exec": (True, linux.MS_NOEXEC),
+    "sync": (False, linux.MS_SYNCHRONOUS), "async": (True, linux.MS_SYNCHRONOUS),
+    "dirsync": (False, linux.MS_DIRSYNC), "remount": (False, linux.MS_REMOUNT),
+    "mand": (False, MS_MANDLOCK), "nomand": (True, MS_MANDLOCK),
+    "noatime": (False, linux.MS_NOATIME), "atime": (True, linux.MS_NOATIME),
+    "nodiratime": (False, linux.MS_NODIRATIME), "diratime": (True, linux.MS_NODIRATIME),
+    "relatime": (False, linux.MS_RELATIME), "norelatime": (True, linux.MS_RELATIME),
+    "strictatime": (False, linux.MS_STRICTATIME), "nostrictatime": (True, linux.MS_STRICTATIME),
+    "bind": (False, linux.MS_BIND), "rbind": (False, linux.MS_BIND | linux.MS_REC),
+    "silent": (False, MS_SILENT), "loud": (True, MS_SILENT),
+    "acl": (False, MS_POSIXACL), "noacl": (True, MS_POSIXACL),
+    "iversion": (False, MS_I_VERSION), "noiversion": (True, MS_I_VERSION),
+    "lazytime": (False, MS_LAZYTIME), "nolazytime": (True, MS_LAZYTIME),
+}
+# Propagation is a separate mount(2) call on the mount point, after the mount itself: the kernel
+# refuses MS_PRIVATE and the like mixed with other flags.
+PROPAGATION = {
+    "private": linux.MS_PRIVATE, "rprivate": linux.MS_PRIVATE | linux.MS_REC,
+    "shared": linux.MS_SHARED, "rshared": linux.MS_SHARED | linux.MS_REC,
+    "slave": linux.MS_SLAVE, "rslave": linux.MS_SLAVE | linux.MS_REC,
+    "unbindable": linux.MS_UNBINDABLE, "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
+}
+
+
+def parse_options(options) -> tuple[int, list[int], str]:
+    """["nosuid", "ro", "mode=755"] -> (MS_NOSUID|MS_RDONLY, [propagation...], "mode=755").
+
+    Words are applied in order, so a later "rw" undoes an earlier "ro", as in mount(8).
+    """
+    flags, propagation, data = 0, [], []
+    for option in options or ():
+        if option in FLAGS:
+            clear, bit = FLAGS[option]
+            flags = flags & ~bit if clear else flags | bit
+        elif option in PROPAGATION:
+            propagation.append(PROPAGATION[option])
+        else:
+            data.append(option)  # the filesystem's own: mode=, size=, newinstance, gid=...
+    return flags, propagation, ",".join(data)
+
+
+def secure_join(root: str, path: str) -> str:
+    """`root` + `path`, with every symlink on the way resolved *inside* root.
+
+    A rootfs is untrusted: /proc in an image could be a symlink to /etc on the host, and a
+    plain os.path.join would then mount over the host's /etc. Each component is resolved by
+    hand, a symlink's target read relative to root, and ".." stops at root.
+    """
+    parts, resolved, hops = [p for p in path.split("/") if p], "", 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        candidate = f"{resolved}/{part}"
+        try:
+            target = os.readlink(root + candidate)
+        except OSError:  # not a symlink, or not there yet: both are fine
+            resolved = candidate
+            continue
+        hops += 1
+        if hops > 40:
+            raise OSError(errno.ELOOP, f"too many symlinks in {path}")
+        if target.startswith("/"):
+            resolved = ""
+        parts = [p for p in target.split("/") if p] + parts
+    return root + resolved if resolved else root
+
+
+def make_mountpoint(target: str, directory: bool = True) -> None:
+    """mkdir -p the mount point; a file bind-mounted needs a file to land on."""
+    if directory:
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
+def mount_entry(root: str, entry: dict, bundle: str) -> None:
+    """Mount one entry of the spec's `mounts` under `root` (before pivot_root)."""
+    flags, propagation, data = parse_options(entry.get("options"))
+    kind = entry.get("type") or ("bind" if flags & linux.MS_BIND else "")
+    target = secure_join(root, entry["destination"])
+    if kind == "cgroup":
+        mount_cgroup(target, flags)
+    elif kind == "bind" or flags & linux.MS_BIND:
+        source = os.path.join(bundle, entry["source"])  # a relative source is the bundle's
+        make_mountpoint(target, os.path.isdir(source))
+        linux.mount(source, target, None, linux.MS_BIND | (flags & linux.MS_REC))
+        if flags & ~(linux.MS_BIND | linux.MS_REC):
+            # A bind mount ignores every other flag on its first call: ro, nosuid... only take
+            # effect on a remount of the bind, as `mount -o bind,ro` does in two steps too.
+            linux.mount(None, target, None, flags | linux.MS_BIND | linux.MS_REMOUNT)
+    else:
+        # --8<-- [start:ex-01-proc]
+        # Make the mount point, then mount a fresh filesystem there: mount(source, target, type,
+        # flags, data). For /proc: type "proc", flags MS_NOSUID|MS_NODEV|MS_NOEXEC.
+        #
+        # A fresh procfs shows the PID namespace of whoever mounts it: ours, where we are PID 1.
+        # The same call makes /dev (tmpfs), /dev/pts (devpts), /dev/mqueue, /sys (sysfs).
+        make_mountpoint(target)
+        linux.mount(entry.get("source") or kind, target, kind, flags, data or None)
+        # --8<-- [end:ex-01-proc]
+    for change in propagation:
+        linux.mount(None, target, None, change)
+
+
+def mount_cgroup(target: str, flags: int) -> None:
+    """/sys/fs/cgroup inside: the container's own cgroup as the root of what it sees.
+
+    Mounted from inside the new cgroup namespace, a cgroup filesystem shows the namespace's
+    root, which is the container's cgroup, never its parent's. The shape follows the host:
+    - pure v2: one cgroup2 mount, as on the host;
+    - v1 or hybrid (this lab VM): a tmpfs, then one `cgroup` mount per host hierarchy with the
+      same options (memory, "cpu,cpuacct", name=systemd...), the `unified` cgroup2 beside them,
+      and the links cpu -> cpu,cpuacct that the host has. runc does the same.
+    A read-only entry ("ro") makes the whole tree read-only; the tmpfs is remounted last.
+    """
+    from minidocker.cgroups.base import cgroup_mounts  # only for a spec that asks for it
+
+    hierarchies = [(p, t, o) for p, t, o in cgroup_mounts() if p.startswith("/sys/fs/cgroup")]
+    if any(p == "/sys/fs/cgroup" and t == "cgroup2" for p, t, _ in hierarchies):
+        make_mountpoint(target)
+        linux.mount("cgroup2", target, "cgroup2", flags)
+        return
+    make_mountpoint(target)
+    linux.mount("tmpfs", target, "tmpfs", flags & ~linux.MS_RDONLY, "mode=755")
+    for point, fstype, options in hierarchies:
+        name = point.removeprefix("/sys/fs/cgroup/")
+        sub = os.path.join(target, name)
+        make_mountpoint(sub)
+        data = ",".join(sorted(options - {"rw", "ro"})) or None
+        linux.mount("cgroup2" if fstype == "cgroup2" else "cgroup", sub, fstype, flags, data)
+        for controller in name.split(",") if "," in name else ():
+            link = os.path.join(target, controller)
+            if not os.path.lexists(link):
+                os.symlink(name, link)  # "cpu" -> "cpu,cpuacct", as on the host
+    if flags & linux.MS_RDONLY:
+        linux.mount(None, target, None, flags | linux.MS_REMOUNT)
+
+
+# The device nodes runc makes in every container: (name, major, minor). Never the host's disks.
+DEFAULT_DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9),
+                   ("tty", 5, 0)]
+DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def make_devices(root: str, devices: list[dict]) -> None:
+    """The default nodes, the spec's `linux.devices`, and the usual links, in the rootfs's /dev."""
+    # --8<-- [start:mount-dev]
+    dev = secure_join(root, "/dev")
+    os.makedirs(dev, exist_ok=True)
+    nodes = [{"path": f"/dev/{name}", "type": "c", "major": major, "minor": minor, "fileMode": 0o666}
+             for name, major, minor in DEFAULT_DEVICES]
+    for node in nodes + list(devices or ()):
+        path = secure_join(root, node["path"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        kind = DEVICE_TYPES[node["type"]]
+        try:
+            os.mknod(path, kind | 0o600, os.makedev(node.get("major", 0), node.get("minor", 0)))
+        except FileExistsError:
+            continue  # the rootfs has it already (runc keeps it too)
+        os.chmod(path, node.get("fileMode", 0o666) & 0o7777)  # mknod's mode is filtered by our umask
+        os.chown(path, node.get("uid", 0), node.get("gid", 0))
+    # /dev/ptmx must be the container's own devpts's, not the host's: a link into /dev/pts.
+    ptmx = os.path.join(dev, "ptmx")
+    if os.path.lexists(ptmx):
+        os.unlink(ptmx)
+    os.symlink("pts/ptmx", ptmx)
+    links = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+             ("stderr", "/proc/self/fd/2")]
+    if os.path.exists("/proc/kcore"):
+        links.append(("core", "/proc/kcore"))
+    for link, target in links:
+        if not os.path.lexists(os.path.join(dev, link)):
+            os.symlink(target, os.path.join(dev, link))
+    # --8<-- [end:mount-dev]
+
+
+def mask_paths(paths) -> None:
+    """linux.maskedPaths, after pivot_root: hide a file under /dev/null, a directory under an
+    empty read-only tmpfs (/proc/kcore, /proc/keys, /sys/firmware: host secrets and knobs)."""
+    for path in paths or ():
+        try:
+            if os.path.isdir(path):
+                linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY)
+            else:
+                linux.mount("/dev/null", path, None, linux.MS_BIND)
+        except FileNotFoundError:
+            continue  # this kernel has no such file: nothing to hide
+
+
+def readonly_paths(paths) -> None:
+    """linux.readonlyPaths: bind each on itself, then remount the bind read-only."""
+    for path in paths or ():
+        try:
+            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+        except FileNotFoundError:
+            continue
+        linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
