@@ -9,6 +9,7 @@ import re
 import signal
 import time
 
+from minidocker import linux
 from minidocker.errors import MinidockerError
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -74,20 +75,17 @@ def pids_value(pids: int) -> str:
 # Files: a cgroup is read and written through small text files
 
 def write(path: str, value) -> None:
-    """One write(2) of the whole value: cgroupfs parses each write on its own, so a buffered
-    file that split "1234" into two writes would move pid 12 and then pid 34."""
+    """One write(2) of the whole value, through linux.write_file (so `--trace` shows it): cgroupfs
+    parses each write on its own, so a buffered file that split "1234" into two writes would move
+    pid 12 and then pid 34."""
     try:
-        fd = os.open(path, os.O_WRONLY)
+        linux.write_file(path, value)
     except FileNotFoundError:
         raise MinidockerError(f"no cgroup file {path}", "create() the cgroup first") from None
-    except PermissionError:
-        raise MinidockerError(f"cannot write {path}", "cgroups need root: run with sudo") from None
-    try:
-        os.write(fd, str(value).encode())
-    except OSError as e:  # EINVAL for a bad value, ESRCH for an unknown pid, EBUSY, ...
-        raise OSError(e.errno, f"writing {value!r} to {path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
+    except PermissionError as e:
+        if e.errno == errno.EACCES:
+            raise MinidockerError(f"cannot write {path}", "cgroups need root: run with sudo") from None
+        raise  # EPERM from the write itself: the kernel refused the value
 
 
 def read(path: str) -> str | None:
