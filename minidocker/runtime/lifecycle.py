@@ -11,7 +11,6 @@ See minidocker/runtime/__init__.py for the story, docs/01-isolation.md#the-runti
 import json
 import os
 import select
-import shutil
 import signal as signals
 import time
 
@@ -121,7 +120,7 @@ def _undo(pid: int, cgroup, state_dir: str) -> None:
     if cgroup is not None and cgroup.exists():
         cgroup.kill()
         cgroup.remove()
-    shutil.rmtree(state_dir, ignore_errors=True)
+    _remove_state_dir(state_dir)
 
 
 def start(container_id: str, *, root=None) -> None:
@@ -227,7 +226,21 @@ def delete(container_id: str, *, force=False, root=None, cgroups_path=None) -> N
         cgroup.remove()
     if saved is not None:
         _reap(saved)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    _remove_state_dir(state_dir)
+
+
+def _remove_state_dir(state_dir: str) -> None:
+    """rm -r of a dir we filled ourselves (state.json, exec.fifo): no shutil, whose import costs
+    more than the start-up budget can spare."""
+    for name in ("state.json", "state.json.tmp", FIFO):
+        try:
+            os.unlink(os.path.join(state_dir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(state_dir)
+    except FileNotFoundError:
+        pass
 
 
 def _signal_quietly(pid: int, sig: int) -> None:
