@@ -14,6 +14,8 @@ cgroup named after a test's id is left, by either runtime, since the session's l
 watches minidocker's own cgroup parent.
 """
 
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -281,8 +283,43 @@ def test_signals_agree(kit, ending):
 # From outside: the state through the lifecycle
 
 
+@contextlib.contextmanager
+def subreaper():
+    """Be what containerd-shim is to runc: the process that adopts and reaps the container.
+
+    `create` returns while the container's process waits; that process outlives the command,
+    and the kernel gives it to the nearest ancestor marked as a "child subreaper", else to the
+    host's PID 1. As a subreaper, this test gets it and can wait() for it, so that it leaves no
+    zombie behind once killed. (prctl directly, through ctypes: the harness does not rely on
+    the code under test.)
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0, os.strerror(ctypes.get_errno())
+    adopted = []
+    try:
+        yield adopted
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        for pid in adopted:  # killed and deleted by now: each wait returns at once
+            for _ in range(250):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break  # not ours after all (reaped by someone else)
+                time.sleep(0.02)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
 def lifecycle(kit, name: str, path: str) -> list[dict]:
     """create -> start -> kill -> delete, with `state` after each step; and `list` while created."""
+    with subreaper() as adopted:
+        return _lifecycle(kit, name, path, adopted)
+
+
+def _lifecycle(kit, name: str, path: str, adopted: list[int]) -> list[dict]:
     cli, container_id, states = RUNTIMES[name], new_id(), []
 
     def state(step):
@@ -300,7 +337,7 @@ def lifecycle(kit, name: str, path: str) -> list[dict]:
             if create.wait(timeout=15) != 0:
                 err.seek(0)
                 pytest.fail(f"{name} create exited {create.returncode}: {err.read()}")
-        state("created")
+        adopted.append(state("created")["pid"])
         listed = cli(kit, "list", "--format", "json")
         assert container_id in [c["id"] for c in json.loads(listed.stdout)], f"{name} list: {listed.stdout}"
         table = cli(kit, "list").stdout.splitlines()
