@@ -54,12 +54,18 @@ def _bundle(args) -> str:
     return os.path.abspath(args.bundle or os.getcwd())
 
 
-def _console(args) -> socket.socket | None:
+def _console(args, terminal: bool, detach: bool) -> socket.socket | None:
     """--console-socket PATH: a connected unix socket. The container makes its pty and sends
     the master side over it (SCM_RIGHTS): whoever listens there (containerd-shim, a test) then
     owns the terminal. runc does the same; see runc's docs/terminals.md."""
     if not args.console_socket:
+        if terminal and detach:
+            # runc refuses too: once we are gone, nobody would hold the pty's master side.
+            raise MinidockerError("cannot allocate a tty when detached without --console-socket",
+                                  "pass --console-socket, or set process.terminal to false")
         return None
+    if not terminal:
+        raise MinidockerError("--console-socket given, but process.terminal is false", "drop one of them")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(args.console_socket)
@@ -99,12 +105,14 @@ def parse_signal(text: str) -> int:
 
 # --8<-- [start:runtime-create-start]
 def cmd_create(args) -> int:
-    # The container's process inherits our stdin, stdout and stderr (or gets a pty, with
-    # process.terminal and --console-socket), sets itself up (namespaces, mounts, pivot_root)
-    # and then waits, before exec, for `start`: `create` returns its pid while it waits.
-    runtime.create(args.id, _bundle(args), stdio=(0, 1, 2), console=_console(args),
-                   root=_root(args), pid_file=args.pid_file and os.path.abspath(args.pid_file))
-    return 0
+    # The container's process inherits our stdin, stdout and stderr (or, with process.terminal,
+    # makes a pty and sends its master side to --console-socket), sets itself up (namespaces,
+    # cgroup, mounts, pivot_root) and then waits, before exec, for `start`.
+    bundle = _bundle(args)
+    console = _console(args, _terminal(bundle), detach=True)
+    pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
+    runtime.create(args.id, bundle, stdio=(0, 1, 2), console=console, root=_root(args), pid_file=pid_file)
+    return 0  # the process waits, and outlives us: who reaps it? see this module's docstring
 
 
 def cmd_start(args) -> int:
@@ -117,37 +125,52 @@ def cmd_start(args) -> int:
 
 def cmd_run(args) -> int:
     """create + start; in the foreground, wait for the container and return its exit code."""
-    console = _console(args)
-    root, relay = _root(args), None
+    root, terminal = _root(args), _terminal(_bundle(args))
     if args.detach:
-        if _terminal(_bundle(args)) and console is None:
-            # runc refuses too: with -d nobody would be left to hold the pty's master side.
-            raise MinidockerError("cannot allocate a tty when detached without --console-socket",
-                                  "pass --console-socket, or set process.terminal to false")
-        pid = runtime.run(args.id, _bundle(args), stdio=(0, 1, 2), console=console, root=root)
+        pid = runtime.run(args.id, _bundle(args), stdio=(0, 1, 2), console=_console(args, terminal, detach=True),
+                          root=root)
         _write_pid_file(args.pid_file, pid)
         return 0
-    if _terminal(_bundle(args)) and console is None:
-        # runc run without a console socket holds the pty itself and copies our terminal to it.
-        from minidocker.container import supervisor
-
-        relay = supervisor.Plumbing(terminal=True, stdin=0, capture=False)
-        console = relay.console
+    relay = Relay(_console(args, terminal, detach=False), terminal)
     forward = _forwarder()
     # If it fails, the runtime has already undone what it made (and an id that was taken is
     # someone else's container: not ours to delete).
-    pid = runtime.run(args.id, _bundle(args), stdio=(0, 1, 2), console=console, root=root)
+    pid = runtime.run(args.id, _bundle(args), stdio=(0, 1, 2), console=relay.console, root=root)
     _write_pid_file(args.pid_file, pid)
     try:
         forward(pid)
-        if relay:
-            relay.started(pid)
-            supervisor.copy_output(relay.streams, None, supervisor.Attach(sys.stdout.buffer, sys.stderr.buffer, 0),
-                                   stdin_to_pty=True)
+        relay.copy(pid)
         return _wait(pid)
     finally:
         # runc run (without --keep) deletes the container once it has exited: state dir, cgroup.
         runtime.delete(args.id, force=True, root=root)
+
+
+class Relay:
+    """A foreground process with a terminal and no --console-socket: as runc does, we hold the
+    pty's master side ourselves and copy between it and our own stdio (the engine's code for
+    `docker run -it`). Otherwise there is nothing to relay: the process has our stdio, or the
+    console socket's listener owns its pty."""
+
+    def __init__(self, console, terminal: bool):
+        self.plumbing = None
+        if terminal and console is None:
+            from minidocker.container import supervisor
+
+            # Our input goes to the pty only from a terminal (a file or /dev/null cannot be polled).
+            self.plumbing = supervisor.Plumbing(terminal=True, stdin=0 if os.isatty(0) else None, capture=False)
+            console = self.plumbing.console
+        self.console = console
+
+    def copy(self, pid: int) -> None:
+        """Until the process's side of the pty closes (it has exited)."""
+        if self.plumbing:
+            from minidocker.container import supervisor
+
+            io = self.plumbing
+            io.started(pid)
+            supervisor.copy_output(io.streams, None, supervisor.Attach(sys.stdout.buffer, sys.stderr.buffer, io.stdin),
+                                   stdin_to_pty=io.stdin_to_pty)
 
 
 def _terminal(bundle: str) -> bool:
@@ -265,17 +288,15 @@ def _owner(root: str, container_id: str) -> str:
 
 def cmd_exec(args) -> int:
     process = _exec_process(args)
-    console = _console(args)
-    if process.get("terminal") and console is None:
-        # Holding the pty ourselves, as `run` does, would need the same relay; runc's shim
-        # always passes a console socket, so we ask for one.
-        raise MinidockerError("exec --tty needs --console-socket", "or run without --tty")
+    terminal = bool(process.get("terminal"))
+    relay = Relay(_console(args, terminal, detach=args.detach), terminal and not args.detach)
     forward = None if args.detach else _forwarder()
-    pid = runtime.exec_process(args.id, process, stdio=(0, 1, 2), console=console, root=_root(args))
+    pid = runtime.exec_process(args.id, process, stdio=(0, 1, 2), console=relay.console, root=_root(args))
     _write_pid_file(args.pid_file, pid)
     if args.detach:
         return 0
     forward(pid)
+    relay.copy(pid)
     return _wait(pid)
 
 
@@ -363,7 +384,7 @@ def add_commands(sub) -> None:
     p.add_argument("-p", "--process", metavar="FILE", help="the process as OCI JSON, instead of a command")
     p.add_argument("-d", "--detach", action="store_true", help="do not wait for it")
     p.add_argument("--pid-file", metavar="FILE", help="write its pid to FILE")
-    p.add_argument("-t", "--tty", action="store_true", help="give it a pty (needs --console-socket)")
+    p.add_argument("-t", "--tty", action="store_true", help="give it a pty")
     p.add_argument("--console-socket", metavar="SOCK", help="send the pty's master side over this unix socket")
     p.add_argument("--cwd", metavar="DIR", help="its working directory")
     p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="add to its environment")
