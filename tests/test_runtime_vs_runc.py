@@ -376,3 +376,40 @@ def test_state_through_the_lifecycle(kit):
     theirs, mine = shape(lifecycle(kit, "runc", path), path), shape(lifecycle(kit, "minidocker", path), path)
     assert [s.get("status") for s in theirs if "status" in s] == ["created", "running", "stopped"]
     assert mine == theirs
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line's answers: what each runtime accepts and what it refuses
+
+ASKS = [  # on a running container whose PID 1 is `sleep` (it ignores what it has no handler for)
+    ("kill", "{id}"), ("kill", "{id}", "TERM"), ("kill", "{id}", "SIGTERM"), ("kill", "{id}", "term"),
+    ("kill", "{id}", "15"), ("kill", "{id}", "USR1"), ("kill", "--all", "{id}", "USR1"),
+    ("kill", "{id}", "NOPE"), ("kill", "{id}", "SIGNOPE"),
+    ("start", "{id}"),  # already running
+    ("delete", "{id}"),  # running: only with --force
+    ("create", "--bundle", "{bundle}", "{id}"),  # the id is taken
+    ("state", "md-nobody"), ("kill", "md-nobody"), ("start", "md-nobody"), ("delete", "md-nobody"),
+    ("state", "../{id}"),  # not an id
+    ("delete", "--force", "{id}"), ("state", "{id}"),  # gone
+]
+
+
+def answers(kit, name: str, path: str) -> list[tuple]:
+    cli, container_id, out = RUNTIMES[name], new_id(), []
+    with subreaper() as adopted:
+        try:
+            run = popen(kit, name, "run", "--detach", "--bundle", path, container_id,
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert run.wait(timeout=15) == 0, f"{name} run --detach exited {run.returncode}"
+            adopted.append(json.loads(cli(kit, "state", container_id).stdout)["pid"])
+            for ask in ASKS:
+                argv = [a.format(id=container_id, bundle=path) for a in ask]
+                out.append((" ".join(ask), "ok" if cli(kit, *argv).returncode == 0 else "refused"))
+        finally:
+            cleanup(kit, container_id)
+    return out
+
+
+def test_command_line_answers_agree(kit):
+    path = bundle(kit, ["sleep", "30"])
+    assert answers(kit, "minidocker", path) == answers(kit, "runc", path)
