@@ -20,8 +20,8 @@ Who reaps a created container? `create` returns while the container's first proc
 nearest "child subreaper" (prctl PR_SET_CHILD_SUBREAPER) above us, or else to the host's PID 1.
 runc works the same way: containerd-shim is a subreaper so that it can wait() for the
 container's exit status after `runc create` has gone. Without one, PID 1 reaps it and the exit
-code is lost, which is why `state` then says only "stopped". `run` in the foreground does not
-need one: it is the container's parent, waits for it itself and returns its exit code.
+code is lost (the OCI state has no exit code: it says only "stopped"). `run` in the foreground
+needs none: it is the container's parent, waits for it itself and returns its exit code.
 See docs/01-isolation.md#the-runtime-on-its-own.
 """
 
@@ -187,8 +187,9 @@ def _forwarder():
 
     A `kill -TERM` aimed at us (by a user, systemd, a test) means "stop the container": runc
     forwards it to the container's init. A signal that comes while the container is still being
-    made is kept and sent as soon as its pid is known, not lost. (Each handler reverts to the
-    default in the container itself: exec resets caught signals.)
+    made is kept and sent as soon as its pid is known, not lost. (The container's process
+    inherits these handlers with the fork; its exec resets every caught signal to the default,
+    so the command starts clean.)
     """
     target, pending = [], []
 
@@ -304,8 +305,11 @@ def _exec_process(args) -> dict:
     """The OCI `process` to run: from --process FILE, or the container's own process (its env,
     user, cwd, rlimits...) with the command line's args and overrides, as runc builds it."""
     if args.process:
-        with open(args.process) as f:
-            return json.load(f)
+        try:
+            with open(args.process) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise MinidockerError(f"--process {args.process}: {e}", "a JSON file with an OCI `process`") from None
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise MinidockerError("exec needs a command or --process FILE",
