@@ -222,7 +222,11 @@ def test_mount_tables_agree(views):
 def test_cgroup_mounts_agree(views):
     """/sys/fs/cgroup: the container's own cgroups, read-only (see `tolerated`)."""
     theirs, mine = views["runc"]["cgroup mounts"], views["minidocker"]["cgroup mounts"]
-    assert mine == theirs, "/sys/fs/cgroup differs:\n" + differ(theirs, mine)
+    assert mine == theirs, (
+        "/sys/fs/cgroup differs:\n" + differ(theirs, mine) + "\n  A hierarchy whose root is not "
+        "'<own cgroup>' shows the container the host's whole tree: without a cgroup namespace in the "
+        "spec, a fresh cgroup mount starts at the hierarchy's root; runc bind-mounts the container's "
+        "own cgroup directory instead.")
 
 
 # ---------------------------------------------------------------------------------------------
