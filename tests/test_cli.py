@@ -63,6 +63,6 @@ def test_without_root_one_clear_line(argv, tmp_path):
     (150, "2 minutes"), (3700, "About an hour"), (7300, "2 hours"), (3 * 86400, "3 days"),
     (20 * 86400, "2 weeks"), (100 * 86400, "3 months"), (800 * 86400, "2 years")])
 def test_ps_words_durations_as_docker_does(seconds, words):
-    from minidocker.container import lifecycle as containers
+    from minidocker.container import inspect as containers
 
     assert containers.human_duration(seconds) == words

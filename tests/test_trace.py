@@ -278,3 +278,18 @@ def test_the_environment_turns_it_on_at_import():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
     assert re.fullmatch(r'\[minidocker \d+\] umount2\("/nonexistent-md", MNT_DETACH\) = -1 E\w+ \(.*\)\n', done.stderr), \
         done.stderr
+
+
+def test_the_trace_of_a_run_shows_the_kernel_at_work_in_order(md, rootfs):
+    """`minidocker --trace run --rm ... true`: the calls of chapter 01, in the order they happen."""
+    proc = md("--trace", "run", "--rm", "--rootfs", rootfs, "--", "true")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    expected = ["unshare(CLONE_NEWPID)", "cgroup.procs", "sethostname(", "MS_REC|MS_PRIVATE",
+                '"proc"', "pivot_root(", 'umount2(".", MNT_DETACH)', 'execve("true"']
+    where = 0
+    for call in expected:
+        found = next((i for i in range(where, len(lines)) if call in lines[i]), None)
+        assert found is not None, f"no {call} after line {where} in the trace:\n{proc.stderr}"
+        where = found + 1
+    assert any(line.startswith("[container pid 1") for line in lines), "the container's own calls say who made them"

@@ -45,9 +45,10 @@ def cmd_rootfs(args) -> int:
 # This keeps one module per concept; and a command imports only its own module, since every
 # import costs start-up time (`minidocker run` should start a container *fast*).
 PLUGINS = {
-    "minidocker.container.lifecycle": ("run", "create", "start", "ps", "logs", "stop", "wait", "kill", "rm", "exec", "inspect"),
-    "minidocker.unionfs.diff": ("diff",),  # chapter 02
+    "minidocker.cli.container": ("run", "create", "start", "ps", "logs", "stop", "wait", "kill", "rm", "exec",
+                                 "inspect", "diff"),
     "minidocker.lab": ("lab",),  # classroom labs
+    "minidocker.cli.runtime": ("runtime",),  # the OCI runtime alone, as runc
 }
 
 
@@ -55,6 +56,8 @@ def build_parser(command: str | None = None) -> Parser:
     """The parser for `command` alone when it belongs to a plugin, else for everything."""
     parser = Parser(prog="minidocker", description="A small Docker, for learning how containers work.")
     parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
+    parser.add_argument("--trace", action="store_true",
+                        help="print every syscall made through minidocker/linux.py, as it happens")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.add_parser("version", help="show the version").set_defaults(func=cmd_version)
     sub.add_parser("doctor", help="check that this machine can run containers").set_defaults(func=cmd_doctor)
@@ -81,6 +84,11 @@ def main(argv=None) -> int:
         command = next((a for a in argv if not a.startswith("-")), None)
         parser = build_parser(command)
         args = parser.parse_args(argv)
+        if args.trace:
+            from minidocker import linux
+
+            os.environ["MINIDOCKER_TRACE"] = "1"  # the commands we start (a supervisor) trace too
+            linux.enable_trace()
         if args.version:
             return cmd_version(args)
         if not getattr(args, "func", None):

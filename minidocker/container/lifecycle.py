@@ -1,22 +1,26 @@
-"""The engine's container commands: run, create, start, ps, logs, stop, kill, rm, exec, inspect.
+"""The engine's container lifecycle: create, start, stop, kill, wait, remove.
 
-Each command reads and writes the container's state on disk (records.py); the runtime (runtime.py)
-makes processes and the supervisor (supervisor.py) looks after them. Before a command trusts a
-container's state it checks that the supervisor is still alive (`refresh`): if it was killed,
-the container is marked exited and its cgroup released, so nothing leaks.
+Each function takes and returns the Docker Engine API's JSON, as the daemon's endpoints do:
+
+    create(config, host_config, name)  POST   /containers/create?name=NAME  -> {"Id", "Warnings"}
+    start(ref)                         POST   /containers/{id}/start
+    stop(ref, timeout)                 POST   /containers/{id}/stop?t=10
+    kill(ref, signal)                  POST   /containers/{id}/kill?signal=KILL
+    wait(ref)                          POST   /containers/{id}/wait        -> {"StatusCode"}
+    remove(ref, force)                 DELETE /containers/{id}?force=1
+
+The command line (minidocker/cli/container.py) and the daemon (chapter 07) are two faces of these
+same functions. Before a function trusts a container's state it checks that the supervisor is
+still alive (`refresh`): if it was killed, the container is marked exited and the runtime's
+leftovers are deleted, so nothing leaks.
 """
 
-import argparse
-import json
 import os
 import select
 import signal
-import sys
-import time
-from datetime import datetime, timezone
 
-from minidocker import cgroups, runtime, store
-from minidocker.container import records, spec as specs, supervisor
+from minidocker import runtime, store
+from minidocker.container import config as checks, records, spec as specs, supervisor
 from minidocker.errors import MinidockerError
 
 
@@ -24,15 +28,13 @@ def refresh(c: records.Container) -> records.Container:
     """Recover from a supervisor that died (SIGKILL, OOM, a reboot): release what it held."""
     sup = c.state.get("SupervisorPid", 0)
     if sup and not records.alive(sup, c.state.get("SupervisorStart")):
-        cgroup = cgroups.for_container(c.id)
-        if cgroup.exists():
-            cgroup.kill()  # the container died with it (PDEATHSIG), unless it raced; be sure
-            cgroup.remove()
+        # The container died with it (PDEATHSIG), unless it raced: delete kills what is left.
+        runtime.delete(c.id, force=True)
         was_running = c.state["Running"]
         c.save_state(Status="exited" if was_running else c.state["Status"], Running=False, Pid=0,
                      ExitCode=137 if was_running else c.state["ExitCode"], SupervisorPid=0,
                      Error="the supervisor was killed", FinishedAt=store.now())
-        if c.record["HostConfig"]["AutoRemove"]:
+        if c.record["HostConfig"].get("AutoRemove"):
             _remove(c)
             raise MinidockerError(f"No such container: {c.name}", "it was started with --rm")
     return c
@@ -53,211 +55,56 @@ def all_containers() -> list[records.Container]:
 
 
 # ---------------------------------------------------------------------------------------------
-# create, start, run
+# create, start
 
-
-def _check_terminal(args) -> None:
-    """-it copies our stdin to a pty: that needs a terminal to read from (Docker refuses too)."""
-    if args.tty and args.interactive and not os.isatty(0):
-        raise MinidockerError("the input device is not a TTY", "drop -t to pipe input into a container")
-
-
-def _create(args) -> records.Container:
+# --8<-- [start:create]
+def create(config: dict, host_config: dict, name: str | None = None) -> dict:
+    """POST /containers/create: check the request, then write the container's record and its
+    OCI config (the runtime's bundle) in one atomic step. Nothing runs yet."""
     store.require_root()
-    _check_terminal(args)
-    if not args.rootfs:
+    checks.check(config, host_config)
+    if name is not None:
+        name = checks.check_name(name)
+    rootfs, _ = specs.rootfs_of(config.get("Image") or "")
+    if not config.get("Image"):
         raise MinidockerError("no --rootfs given", "images come in chapter 03: run --rootfs DIR -- CMD")
-    rootfs, overlay = args.rootfs, False
-    if rootfs.endswith(":O"):  # podman's syntax: DIR as the read-only lower layer of an overlay
-        rootfs, overlay = rootfs[:-2], True
-    rootfs = os.path.abspath(rootfs)
     if not os.path.isdir(rootfs):
         raise MinidockerError(f"rootfs {rootfs} is not a directory", "build one: minidocker rootfs DIR")
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise MinidockerError("no command specified", "add one: minidocker run --rootfs DIR -- CMD")
-    memory = specs.parse_memory(args.memory) if args.memory is not None else None
-    cpus = specs.parse_cpus(args.cpus) if args.cpus is not None else None
-    user = specs.parse_user(args.user) if args.user is not None else (0, None)
-    env = specs.parse_env(args.env)
-    name = specs.check_name(args.name) if args.name is not None else None
-    if args.workdir is not None:
-        specs.check_workdir(args.workdir)
-    pids = args.pids_limit if args.pids_limit and args.pids_limit > 0 else None  # Docker: 0, -1 = unlimited
-    record = {
-        "Name": name,
-        "Path": command[0], "Args": command[1:],
-        "Config": {"Hostname": args.hostname or "", "Env": env, "Cmd": command,
-                   "WorkingDir": args.workdir or "", "User": args.user or "",
-                   "Tty": args.tty, "OpenStdin": args.interactive, "Image": args.rootfs},
-        "HostConfig": {"AutoRemove": args.rm, "ReadonlyRootfs": args.read_only, "Init": args.init,
-                       "Memory": memory or 0, "NanoCpus": int((cpus or 0) * 1e9),
-                       "PidsLimit": pids},
-    }
+    command = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
+    record = {"Name": name, "Path": command[0], "Args": command[1:],
+              "Config": {**config, "Hostname": config.get("Hostname") or ""},
+              "HostConfig": dict(host_config)}
 
     def spec_for(container_dir: str, record: dict) -> dict:
-        config = record["Config"]
-        spec = specs.build(
-            args=command, rootfs=rootfs, hostname=config["Hostname"], env=env,
-            cwd=args.workdir or "/", user=user, tty=args.tty, readonly=args.read_only,
-            memory=memory, pids=pids, cpus=cpus, init=args.init,
-            cgroups_path=cgroups.for_container(os.path.basename(container_dir)).path)
-        config["Env"] = spec["process"]["env"]  # inspect shows the whole environment, as Docker does
-        if overlay:
-            # --8<-- [start:writable-layer]
-            # The container's own writable layer on top of the read-only rootfs. The supervisor
-            # makes these directories; the runtime mounts the overlay on "merged".
-            spec["root"]["path"] = os.path.join(container_dir, "merged")
-            spec["minidocker"]["overlay"] = {"lowerdirs": [rootfs],
-                                             "upperdir": os.path.join(container_dir, "upper"),
-                                             "workdir": os.path.join(container_dir, "work")}
-            # --8<-- [end:writable-layer]
+        cid = os.path.basename(container_dir)
+        record["Config"]["Hostname"] = record["Config"]["Hostname"] or cid[:12]
+        spec = specs.from_container(cid, container_dir, record["Config"], record["HostConfig"])
+        record["Config"]["Env"] = spec["process"]["env"]  # inspect shows the whole environment, as Docker does
         return spec
 
-    return records.create(record, spec_for)
+    return {"Id": records.create(record, spec_for).id, "Warnings": []}
+# --8<-- [end:create]
 
 
-def cmd_create(args) -> int:
-    print(_create(args).id)
-    return 0
-
-
-def cmd_run(args) -> int:
-    c = _create(args)
-    if args.detach:
+def start(ref: str, attach: supervisor.Attach | None = None) -> int | None:
+    """POST /containers/{id}/start. Detached (no `attach`): a supervisor is forked that outlives
+    us, and we return once the container runs. Attached (`docker run` in the foreground, or
+    `start -a`): we are the supervisor, the output goes to `attach`, and we return the exit code."""
+    c = find(ref)
+    if c.state["Running"]:
+        return None
+    if attach is None:
         supervisor.start_detached(c)
-        print(c.id)
-        return 0
+        return None
     try:
-        return supervisor.run(c, attach=True, interactive=args.interactive)
+        return supervisor.run(c, attach)
     finally:
-        if args.rm:
+        if c.record["HostConfig"].get("AutoRemove"):
             _remove(c)
 
 
-def cmd_start(args) -> int:
-    for ref in args.containers:
-        c = find(ref)
-        if c.state["Running"]:
-            print(ref)
-            continue
-        if args.attach:
-            return supervisor.run(c, attach=True, interactive=args.interactive)
-        supervisor.start_detached(c)
-        print(ref)
-    return 0
-
-
 # ---------------------------------------------------------------------------------------------
-# ps, logs, inspect
-
-
-def human_duration(seconds: float) -> str:
-    """A duration as Docker's `ps` words it: "Less than a second", "About a minute", "3 hours"."""
-    minutes, hours, days = seconds / 60, seconds / 3600, seconds / 86400
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 60:
-        return "1 second" if int(seconds) == 1 else f"{int(seconds)} seconds"
-    if minutes < 2:
-        return "About a minute"
-    if minutes < 60:
-        return f"{int(minutes)} minutes"
-    if hours < 2:
-        return "About an hour"
-    if hours < 48:
-        return f"{int(hours)} hours"
-    if days < 14:
-        return f"{int(days)} days"
-    if days < 60:
-        return f"{int(days / 7)} weeks"
-    return f"{int(days / 30)} months" if days < 730 else f"{int(days / 365)} years"
-
-
-def _ago(timestamp: str) -> str:
-    then = datetime.strptime(timestamp[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
-    return human_duration((datetime.now(timezone.utc) - then).total_seconds())
-
-
-def status_line(c: records.Container) -> str:
-    """Docker's STATUS column: "Up 5 seconds", "Exited (0) 3 seconds ago", "Created"."""
-    s = c.state
-    if s["Running"]:
-        return f"Up {_ago(s['StartedAt'])}"
-    if s["Status"] == "exited":
-        return f"Exited ({s['ExitCode']}) {_ago(s['FinishedAt'])} ago"
-    return "Created"
-
-
-def cmd_ps(args) -> int:
-    shown = [c for c in all_containers() if args.all or c.state["Running"]]
-    shown.sort(key=lambda c: c.record["Created"], reverse=True)
-    if args.quiet:
-        for c in shown:
-            print(c.short_id)
-        return 0
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    for c in shown:
-        command = " ".join(c.record["Config"]["Cmd"])
-        command = f'"{command[:17]}…"' if len(command) > 20 else f'"{command}"'
-        rows.append((c.short_id, c.record["Config"]["Image"], command,
-                     f"{_ago(c.record['Created'])} ago", status_line(c), c.name))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
-    return 0
-
-
-def _new_records(path: str, offset: int) -> tuple[list[dict], int]:
-    """The complete json-file records after byte `offset`, and the offset after them."""
-    records = []
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            f.seek(offset)
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break  # a record still being written: read it on the next round
-                offset += len(line)
-                records.append(json.loads(line))
-    return records, offset
-
-
-def cmd_logs(args) -> int:
-    c = find(args.container)
-    if args.tail != "all" and not args.tail.isdigit():
-        raise MinidockerError(f"invalid value for --tail: {args.tail}", "a number of lines, or all")
-    out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-    records, offset = _new_records(c.log_path, 0)
-    if args.tail != "all":
-        records = records[len(records) - int(args.tail):] if int(args.tail) else []
-    while True:
-        for record in records:
-            stamp = f"{record['time']} " if args.timestamps else ""
-            out[record["stream"]].write(stamp.encode() + record["log"].encode("utf-8", "surrogateescape"))
-        for stream in out.values():
-            stream.flush()
-        if not args.follow or not c.state["Running"]:
-            return 0
-        time.sleep(0.1)
-        c = find(c.id)
-        records, offset = _new_records(c.log_path, offset)
-
-
-def inspect_json(c: records.Container) -> dict:
-    """Docker's shape for `docker inspect CONTAINER` (the fields that mean something here)."""
-    shown_state = {k: v for k, v in c.state.items() if not k.startswith("Supervisor")}
-    return {**c.record, "State": shown_state, "LogPath": c.log_path,
-            "GraphDriver": {"Name": "overlay2" if c.upperdir else "none",
-                            "Data": {"UpperDir": c.upperdir, "LowerDir": ":".join(c.lowerdirs)} if c.upperdir else None}}
-
-
-def cmd_inspect(args) -> int:
-    print(json.dumps([inspect_json(find(ref)) for ref in args.containers], indent=4))
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# stop, kill, rm
+# stop, kill, wait, remove
 
 
 def _wait_exit(c: records.Container, timeout: float) -> bool:
@@ -282,8 +129,9 @@ def _signal(c: records.Container, sig: int) -> None:
     supervisor.signal_quietly(c.state["Pid"], sig)
 
 
-def stop(c: records.Container, timeout: float) -> None:
+def stop(ref: str, timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds: a PID 1 without a SIGTERM handler ignores it."""
+    c = find(ref)
     if not c.state["Running"]:
         return
     _signal(c, signal.SIGTERM)
@@ -292,175 +140,42 @@ def stop(c: records.Container, timeout: float) -> None:
         _wait_exit(c, 10)
 
 
-def cmd_wait(args) -> int:
-    """Block until each container stops, then print its exit code (`docker wait`)."""
-    for ref in args.containers:
-        c = find(ref)
-        while c.state["Running"] and not _wait_exit(c, 3600):
-            pass
-        print(find(c.id).state["ExitCode"])
-    return 0
-
-
-def cmd_stop(args) -> int:
-    for ref in args.containers:
-        stop(find(ref), args.time)
-        print(ref)
-    return 0
-
-
-def parse_signal(text: str) -> int:
-    name = text.upper()
-    if name.isdigit():
-        return int(name)
+def parse_signal(text: str | int) -> int:
+    """A signal as Docker takes it: a name (KILL, SIGKILL, kill) or a number, checked."""
+    name = str(text).upper()
     try:
-        return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"].value
+        number = int(name) if name.isdigit() else signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
     except KeyError:
-        raise MinidockerError(f"invalid signal: {text}", "use a name like TERM or a number like 15") from None
+        number = 0
+    if number not in signal.valid_signals() or number == 0:
+        raise MinidockerError(f"invalid signal: {text}", "use a name like TERM or a number from 1 to 64")
+    return int(number)
 
 
-def cmd_kill(args) -> int:
-    sig = parse_signal(args.signal)
-    for ref in args.containers:
-        _signal(find(ref), sig)
-        print(ref)
-    return 0
+def kill(ref: str, sig: str | int = "KILL") -> None:
+    number = parse_signal(sig)  # checked before the container is looked up, as Docker does
+    _signal(find(ref), number)
+
+
+def wait(ref: str) -> dict:
+    """Block until the container stops: {"StatusCode": its exit code}."""
+    c = find(ref)
+    while c.state["Running"] and not _wait_exit(c, 3600):
+        pass
+    return {"StatusCode": find(c.id).state["ExitCode"], "Error": None}
 
 
 def _remove(c: records.Container) -> None:
-    cgroup = cgroups.for_container(c.id)
-    if cgroup.exists():
-        cgroup.kill()
-        cgroup.remove()
+    runtime.delete(c.id, force=True)
     records.remove_dir(c)
 
 
-def cmd_rm(args) -> int:
-    for ref in args.containers:
-        c = find(ref)
-        if c.state["Running"]:
-            if not args.force:
-                raise MinidockerError(f"cannot remove container {c.name}: container is running",
-                                      "stop the container before removing or force remove with -f")
-            _signal(c, signal.SIGKILL)
-            _wait_exit(c, 10)
-        _remove(c)
-        print(ref)
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# exec
-
-
-def cmd_exec(args) -> int:
-    _check_terminal(args)
-    c = find(args.container)
-    if not c.state["Running"]:
-        raise MinidockerError(f"container {c.name} is not running", "start it first: minidocker start")
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise MinidockerError("no command specified", "minidocker exec CONTAINER CMD...")
-    base = c.spec["process"]
-    uid, gid = specs.parse_user(args.user) if args.user else (base["user"]["uid"], base["user"]["gid"])
-    process = {**base, "args": command, "terminal": args.tty,
-               "cwd": specs.check_workdir(args.workdir) if args.workdir is not None else base["cwd"],
-               "env": specs.merge_env(base["env"], specs.parse_env(args.env)),
-               "user": {"uid": uid, "gid": uid if gid is None else gid}}
-    # Unlike run's, exec's output is not logged: without -t the process writes to our stdout.
-    io = supervisor.Plumbing(args.tty, args.interactive, capture=False)
-    pid = io.started(runtime.join(c.state["Pid"], process, io.stdio, cgroups.for_container(c.id), io.console))
-    if args.detach:
-        return 0
-    for sig in supervisor.PROXIED_SIGNALS:
-        signal.signal(sig, lambda signum, _frame: supervisor.signal_quietly(pid, signum))
-    if io.streams:
-        supervisor.copy_output(io.streams, None, True, io.stdin_to_pty)
-    _, status = os.waitpid(pid, 0)
-    return runtime.exit_code(status)
-
-
-# ---------------------------------------------------------------------------------------------
-# The command line
-
-
-def add_commands(sub) -> None:
-    def container_parser(name, help):
-        # add_help=False: Docker's -h means --hostname for run and create, not --help.
-        p = sub.add_parser(name, help=help, add_help=False)
-        p.add_argument("--help", action="help", help="show this help and exit")
-        return p
-
-    for name, func, help in (("run", cmd_run, "create and start a container"),
-                             ("create", cmd_create, "create a container without starting it")):
-        p = container_parser(name, help)
-        p.add_argument("--rootfs", metavar="DIR", help="the root filesystem (DIR:O for an overlay on top of it)")
-        p.add_argument("--name", help="a name for the container")
-        p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="set an environment variable")
-        p.add_argument("-w", "--workdir", help="the working directory inside the container")
-        p.add_argument("-u", "--user", help="UID[:GID] to run as")
-        p.add_argument("-h", "--hostname", help="the container's hostname (default: its short id)")
-        p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-        p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
-        p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-        p.add_argument("--init", action="store_true", help="run an init as PID 1 that reaps zombies and forwards signals")
-        p.add_argument("-m", "--memory", help="memory limit, e.g. 64m")
-        p.add_argument("--pids-limit", type=int, help="the most processes the container may have")
-        p.add_argument("--cpus", help="CPU time, in CPUs, e.g. 0.5")
-        p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-        if name == "run":
-            p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
-        p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
-        p.set_defaults(func=func)
-
-    p = container_parser("start", "start created or stopped containers")
-    p.add_argument("-a", "--attach", action="store_true", help="attach to its output and wait for it")
-    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
-    p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_start)
-
-    p = container_parser("ps", "list containers")
-    p.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
-    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
-    p.set_defaults(func=cmd_ps)
-
-    p = container_parser("logs", "show a container's output")
-    p.add_argument("-f", "--follow", action="store_true", help="keep following until it exits")
-    p.add_argument("-n", "--tail", default="all", help="only the last N lines (default all)")
-    p.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
-    p.add_argument("container")
-    p.set_defaults(func=cmd_logs)
-
-    p = container_parser("stop", "stop containers: SIGTERM, then SIGKILL after a timeout")
-    p.add_argument("-t", "--time", type=float, default=10, help="seconds to wait before SIGKILL (default 10)")
-    p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_stop)
-
-    p = container_parser("wait", "wait for containers to stop, then print their exit codes")
-    p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_wait)
-
-    p = container_parser("kill", "send a signal to containers (default SIGKILL)")
-    p.add_argument("-s", "--signal", default="KILL", help="signal name or number")
-    p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_kill)
-
-    p = container_parser("rm", "remove containers")
-    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
-    p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_rm)
-
-    p = container_parser("exec", "run a command in a running container")
-    p.add_argument("-d", "--detach", action="store_true", help="do not wait for the command")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("-w", "--workdir")
-    p.add_argument("-u", "--user")
-    p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_exec)
-
-    p = container_parser("inspect", "show a container's configuration and state as JSON")
-    p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_inspect)
+def remove(ref: str, force: bool = False) -> None:
+    c = find(ref)
+    if c.state["Running"]:
+        if not force:
+            raise MinidockerError(f"cannot remove container {c.name}: container is running",
+                                  "stop the container before removing or force remove with -f")
+        _signal(c, signal.SIGKILL)
+        _wait_exit(c, 10)
+    _remove(c)

@@ -13,38 +13,43 @@ import os
 import selectors
 import signal
 import socket
-import sys
 import termios
 import tty as ttymode
 
-from minidocker import cgroups, runtime, store
+from minidocker import runtime, store
 from minidocker.container import records
 from minidocker.errors import MinidockerError
 
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def run(c: records.Container, attach: bool, interactive: bool = False, on_started=None) -> int:
-    """Start container `c`, supervise it until it exits, and return its exit code."""
+class Attach:
+    """The client's end of an attached container: where its output goes, and the fd its input
+    comes from (None: the container's stdin is /dev/null). The CLI passes its own stdio; the
+    daemon (chapter 07) will pass the client's connection."""
+
+    def __init__(self, stdout, stderr, stdin: int | None = None):
+        self.stdout, self.stderr, self.stdin = stdout, stderr, stdin
+
+
+def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
+    """Start container `c` through the runtime, supervise it until it exits, return its exit code."""
     spec = c.spec
-    limits = spec["linux"]["resources"]
     overlay = spec.get("minidocker", {}).get("overlay")
     if overlay:  # the writable layer's directories, made on first start (chapter 02)
         for d in (overlay["upperdir"], overlay["workdir"], spec["root"]["path"]):
             os.makedirs(d, exist_ok=True)
-    cgroup = cgroups.for_container(c.id)
-    cgroup.create()
     c.save_state(SupervisorPid=os.getpid(), SupervisorStart=records.process_start_time(os.getpid()))
+    io = Plumbing(spec["process"]["terminal"], attach.stdin if attach else None)
     try:
-        cgroup.set_limits(memory=limits.get("memory", {}).get("limit"),
-                          pids=limits.get("pids", {}).get("limit"),
-                          cpus=limits["cpu"]["quota"] / limits["cpu"]["period"] if "cpu" in limits else None)
-        io = Plumbing(spec["process"]["terminal"], attach and interactive)
-        pid = io.started(runtime.spawn(spec, io.stdio, cgroup, io.console))
-    except MinidockerError as e:
+        # The container's directory holds its config.json: it is the runtime's bundle.
+        # If we die (SIGKILL), the kernel kills the container's first process: no orphans.
+        pid = io.started(runtime.run(c.id, c.dir, stdio=io.stdio, console=io.console,
+                                     parent_death_signal=signal.SIGKILL))
+    except BaseException as e:
         # As Docker does: the container stays "created", with the error and its exit code.
-        cgroup.remove()
-        c.save_state(ExitCode=e.exit_code, Error=str(e), SupervisorPid=0)
+        runtime.delete(c.id, force=True)
+        c.save_state(ExitCode=getattr(e, "exit_code", 125), Error=str(e), SupervisorPid=0)
         raise
     c.save_state(Status="running", Running=True, Pid=pid, StartedAt=store.now())
     if on_started:
@@ -54,9 +59,8 @@ def run(c: records.Container, attach: bool, interactive: bool = False, on_starte
     copy_output(io.streams, c.log_path, attach, io.stdin_to_pty)
     _, status = os.waitpid(pid, 0)
     code = runtime.exit_code(status)
-    oom_killed = cgroup.oom_killed()
-    cgroup.kill()  # nothing should be left once PID 1 is gone, but be sure before rmdir
-    cgroup.remove()
+    oom_killed = runtime.stats(c.id)["oom_kills"] > 0
+    runtime.delete(c.id, force=True)  # nothing may be left once PID 1 is gone; the cgroup goes
     c.save_state(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom_killed,
                  FinishedAt=store.now(), SupervisorPid=0)
     return code
@@ -79,10 +83,11 @@ class Plumbing:
     over a unix socket; everything comes back on one stream.
     """
 
-    def __init__(self, terminal: bool, stdin_attached: bool, capture: bool = True):
+    def __init__(self, terminal: bool, stdin: int | None, capture: bool = True):
         self.console, self.streams = None, {}
-        self.stdin_to_pty = terminal and stdin_attached
-        stdin = 0 if stdin_attached else os.open(os.devnull, os.O_RDONLY)
+        self.stdin = stdin  # the attached client's input, copied to the pty with -it
+        self.stdin_to_pty = terminal and stdin is not None
+        stdin = os.open(os.devnull, os.O_RDONLY) if stdin is None else stdin
         self.stdio = (stdin, 1, 2)
         if terminal:
             self.console, self._ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -113,51 +118,53 @@ class Plumbing:
         fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8))
 
 
-def copy_output(streams: dict[int, str], log_path: str | None, attach: bool, stdin_to: bool) -> None:
-    """Copy the container's output to the log and, when attached, to our stdout/stderr, until EOF.
+def copy_output(streams: dict[int, str], log_path: str | None, attach: Attach | None,
+                stdin_to_pty: bool) -> None:
+    """Copy the container's output to the log and, when attached, to the client, until EOF.
 
-    With a terminal and -i, what we read on stdin goes to the pty (raw, so ^C reaches the
+    With a terminal and -i, what the client types goes to the pty (raw, so ^C reaches the
     container's own terminal driver, which turns it into SIGINT there).
     """
     log = open(log_path, "ab") if log_path else None
-    ours = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     selector = selectors.DefaultSelector()
     for fd in streams:
         selector.register(fd, selectors.EVENT_READ)
-    master = next(iter(streams)) if stdin_to else None
+    master = next(iter(streams)) if stdin_to_pty else None
+    stdin = attach.stdin if master is not None else None
     saved_mode = None
-    if master is not None:
-        selector.register(0, selectors.EVENT_READ)
-        if os.isatty(0):
-            saved_mode = termios.tcgetattr(0)
-            ttymode.setraw(0)
+    if stdin is not None:
+        selector.register(stdin, selectors.EVENT_READ)
+        if os.isatty(stdin):
+            saved_mode = termios.tcgetattr(stdin)
+            ttymode.setraw(stdin)
     try:
-        while len(selector.get_map()) > (1 if master is not None else 0):
+        while len(selector.get_map()) > (1 if stdin is not None else 0):
             for key, _ in selector.select():
                 fd = key.fd
                 try:
                     data = os.read(fd, 65536)
                 except OSError:  # EIO: a pty's master once every slave is closed
                     data = b""
-                if fd == 0:
+                if fd == stdin:
                     if data:
                         os.write(master, data)
                     else:
-                        selector.unregister(0)
+                        selector.unregister(stdin)
                     continue
                 if not data:
                     selector.unregister(fd)
                     os.close(fd)
                     continue
                 if attach:
-                    ours[streams[fd]].write(data)
-                    ours[streams[fd]].flush()
+                    out = attach.stdout if streams[fd] == "stdout" else attach.stderr
+                    out.write(data)
+                    out.flush()
                 if log:
                     log.write(log_lines(data, streams[fd], store.now()))
                     log.flush()
     finally:
         if saved_mode:
-            termios.tcsetattr(0, termios.TCSADRAIN, saved_mode)
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved_mode)
         if log:
             log.close()
         selector.close()
@@ -187,14 +194,14 @@ def start_detached(c: records.Container) -> None:
             os.dup2(null, fd)
         code = 125
         try:
-            code = run(c, attach=False, on_started=lambda: os.close(ready_write))
+            code = run(c, None, on_started=lambda: os.close(ready_write))
         except MinidockerError as e:
             os.write(ready_write, json.dumps({"code": e.exit_code, "message": e.what, "hint": e.hint}).encode())
             code = e.exit_code
         except BaseException as e:  # noqa: BLE001
             os.write(ready_write, json.dumps({"code": 125, "message": f"supervisor: {e}", "hint": ""}).encode())
         finally:
-            if c.record["HostConfig"]["AutoRemove"]:
+            if c.record["HostConfig"].get("AutoRemove"):
                 records.remove_dir(c)
             os._exit(code)
     os.close(ready_write)

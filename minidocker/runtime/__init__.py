@@ -34,7 +34,7 @@ See docs/01-isolation.md#the-runtime.
 from minidocker.runtime.lifecycle import (create, default_root, delete, exec_process, kill, list_containers, run,
                                           start, state, stats)
 from minidocker.runtime.process import StartError, exit_code
-from minidocker.runtime.spawn import join, spawn  # spawn: until the engine calls run()
+from minidocker.runtime.spawn import join
 
 __all__ = ["StartError", "create", "default_root", "delete", "exec_process", "exit_code", "join", "kill",
-           "list_containers", "run", "spawn", "start", "state", "stats"]
+           "list_containers", "run", "start", "state", "stats"]

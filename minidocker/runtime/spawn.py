@@ -179,15 +179,3 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, consol
     for fd in (*ns_files.values(), own_pid_ns):
         os.close(fd)
     return wait_for_exec(pid, errors)
-
-
-def spawn(spec: dict, stdio=(0, 1, 2), cgroup=None, console=None) -> int:
-    """The old entry point (the supervisor made the cgroup): create and start in one, without a
-    state dir. Kept only until the engine calls runtime.run(); a spec without mounts gets
-    Docker's defaults, as the engine's own spec now carries them."""
-    if not spec.get("mounts"):
-        from minidocker.container import oci_defaults
-
-        spec = {**spec, "mounts": oci_defaults.default_mounts()}
-    pid, errors = fork_container(spec, "/", stdio, cgroup, console, None, -1, signal.SIGKILL)
-    return wait_for_exec(pid, errors)

@@ -1,4 +1,4 @@
-"""`minidocker diff CONTAINER`: what a container changed in its filesystem, as `docker diff` shows it.
+"""`docker diff CONTAINER`: what a container changed in its filesystem, as `docker diff` shows it.
 
 Everything a container changes lands in its upper directory, so the list of changes is a walk of
 that directory, compared with the image's layers below it:
@@ -54,20 +54,3 @@ def changes(upperdir: str, lowerdirs: list[str]) -> list[tuple[str, str]]:
 def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
     # overlayfs gives a copied-up directory the mode and times of the original.
     return (a.st_mode, a.st_size, a.st_mtime_ns) == (b.st_mode, b.st_size, b.st_mtime_ns)
-
-
-def cmd_diff(args) -> int:
-    from minidocker.container.lifecycle import find
-
-    container = find(args.container)
-    if container.upperdir is None:
-        return 0  # no writable layer, so nothing can have changed
-    for kind, path in changes(container.upperdir, container.lowerdirs):
-        print(kind, path)
-    return 0
-
-
-def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("diff", help="inspect changes to files or directories on a container's filesystem")
-    p.add_argument("container", metavar="CONTAINER")
-    p.set_defaults(func=cmd_diff)

@@ -1,0 +1,231 @@
+"""The container commands: run, create, start, ps, logs, stop, wait, kill, rm, exec, inspect.
+
+Each command is a thin translation, as the docker CLI is: flags become the JSON body of an Engine
+API request (create_flags.py), the engine function is called (minidocker/container/), and its
+answer is printed the way docker prints it. Nothing below this module sees argparse.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from minidocker.cli.create_flags import create_body, parse_env
+from minidocker.container import lifecycle
+from minidocker.container.supervisor import Attach
+from minidocker.errors import MinidockerError
+
+
+def _check_terminal(args) -> None:
+    """-it copies our stdin to a pty: that needs a terminal to read from (Docker refuses too)."""
+    if args.tty and args.interactive and not os.isatty(0):
+        raise MinidockerError("the input device is not a TTY", "drop -t to pipe input into a container")
+
+
+def _our_stdio(interactive: bool) -> Attach:
+    return Attach(sys.stdout.buffer, sys.stderr.buffer, 0 if interactive else None)
+
+
+def cmd_create(args) -> int:
+    _check_terminal(args)
+    name, body = create_body(args)
+    host_config = body.pop("HostConfig")
+    print(lifecycle.create(body, host_config, name)["Id"])
+    return 0
+
+
+def cmd_run(args) -> int:
+    """`docker run` is create, then start: attached (we supervise it here) or detached (-d)."""
+    _check_terminal(args)
+    name, body = create_body(args, detach=args.detach)
+    host_config = body.pop("HostConfig")
+    container_id = lifecycle.create(body, host_config, name)["Id"]
+    if args.detach:
+        lifecycle.start(container_id)
+        print(container_id)
+        return 0
+    return lifecycle.start(container_id, _our_stdio(args.interactive))
+
+
+def cmd_start(args) -> int:
+    for ref in args.containers:
+        if args.attach:
+            code = lifecycle.start(ref, _our_stdio(args.interactive))
+            return 0 if code is None else code
+        lifecycle.start(ref)
+        print(ref)
+    return 0
+
+
+def cmd_ps(args) -> int:
+    from minidocker.container.inspect import human_duration, list_containers
+
+    shown = list_containers(all=args.all)
+    if args.quiet:
+        for c in shown:
+            print(c["Id"][:12])
+        return 0
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for c in shown:
+        command = c["Command"]
+        command = f'"{command[:17]}…"' if len(command) > 20 else f'"{command}"'
+        rows.append((c["Id"][:12], c["Image"], command, f"{human_duration(time.time() - c['Created'])} ago",
+                     c["Status"], c["Names"][0].lstrip("/")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from minidocker.container.logs import logs
+
+    logs(args.container, sys.stdout.buffer, sys.stderr.buffer, args.follow, args.tail, args.timestamps)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from minidocker.container.inspect import inspect
+
+    print(json.dumps([inspect(ref) for ref in args.containers], indent=4))
+    return 0
+
+
+def cmd_stop(args) -> int:
+    for ref in args.containers:
+        lifecycle.stop(ref, args.time)
+        print(ref)
+    return 0
+
+
+def cmd_wait(args) -> int:
+    """Block until each container stops, then print its exit code (`docker wait`)."""
+    for ref in args.containers:
+        print(lifecycle.wait(ref)["StatusCode"])
+    return 0
+
+
+def cmd_kill(args) -> int:
+    lifecycle.parse_signal(args.signal)  # a bad signal is refused before any container is touched
+    for ref in args.containers:
+        lifecycle.kill(ref, args.signal)
+        print(ref)
+    return 0
+
+
+def cmd_rm(args) -> int:
+    for ref in args.containers:
+        lifecycle.remove(ref, force=args.force)
+        print(ref)
+    return 0
+
+
+def cmd_exec(args) -> int:
+    from minidocker.container.exec import exec_create, exec_start
+
+    _check_terminal(args)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    body = {"AttachStdin": args.interactive and not args.detach, "AttachStdout": not args.detach,
+            "AttachStderr": not args.detach, "Tty": args.tty, "Env": parse_env(args.env), "Cmd": command or None,
+            "WorkingDir": args.workdir or "", "User": args.user or "", "Detach": args.detach}
+    exec_id = exec_create(args.container, body)["Id"]
+    code = exec_start(exec_id, None if args.detach else _our_stdio(args.interactive))
+    return 0 if code is None else code
+
+
+def cmd_diff(args) -> int:
+    from minidocker.container.inspect import changes
+
+    for change in changes(args.container):
+        print("CAD"[change["Kind"]], change["Path"])  # Docker's kinds: 0 changed, 1 added, 2 deleted
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+def add_commands(sub) -> None:
+    def container_parser(name, help):
+        # add_help=False: Docker's -h means --hostname for run and create, not --help.
+        p = sub.add_parser(name, help=help, add_help=False)
+        p.add_argument("--help", action="help", help="show this help and exit")
+        return p
+
+    for name, func, help in (("run", cmd_run, "create and start a container"),
+                             ("create", cmd_create, "create a container without starting it")):
+        p = container_parser(name, help)
+        p.add_argument("--rootfs", metavar="DIR", help="the root filesystem (DIR:O for an overlay on top of it)")
+        p.add_argument("--name", help="a name for the container")
+        p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="set an environment variable")
+        p.add_argument("-w", "--workdir", help="the working directory inside the container")
+        p.add_argument("-u", "--user", help="UID[:GID] to run as")
+        p.add_argument("-h", "--hostname", help="the container's hostname (default: its short id)")
+        p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+        p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+        p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+        p.add_argument("--init", action="store_true", help="run an init as PID 1 that reaps zombies and forwards signals")
+        p.add_argument("-m", "--memory", help="memory limit, e.g. 64m")
+        p.add_argument("--pids-limit", type=int, help="the most processes the container may have")
+        p.add_argument("--cpus", help="CPU time, in CPUs, e.g. 0.5")
+        p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+        if name == "run":
+            p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+        p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
+        p.set_defaults(func=func)
+
+    p = container_parser("start", "start created or stopped containers")
+    p.add_argument("-a", "--attach", action="store_true", help="attach to its output and wait for it")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_start)
+
+    p = container_parser("ps", "list containers")
+    p.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.set_defaults(func=cmd_ps)
+
+    p = container_parser("logs", "show a container's output")
+    p.add_argument("-f", "--follow", action="store_true", help="keep following until it exits")
+    p.add_argument("-n", "--tail", default="all", help="only the last N lines (default all)")
+    p.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_logs)
+
+    p = container_parser("stop", "stop containers: SIGTERM, then SIGKILL after a timeout")
+    p.add_argument("-t", "--time", type=float, default=10, help="seconds to wait before SIGKILL (default 10)")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_stop)
+
+    p = container_parser("wait", "wait for containers to stop, then print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_wait)
+
+    p = container_parser("kill", "send a signal to containers (default SIGKILL)")
+    p.add_argument("-s", "--signal", default="KILL", help="signal name or number")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_kill)
+
+    p = container_parser("rm", "remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_rm)
+
+    p = container_parser("exec", "run a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true", help="do not wait for the command")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("diff", help="inspect changes to files or directories on a container's filesystem")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_diff)
+
+    p = container_parser("inspect", "show a container's configuration and state as JSON")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=cmd_inspect)

@@ -1,0 +1,76 @@
+"""From `run` and `create` flags to the body of POST /containers/create, as the docker CLI builds it.
+
+The docker CLI does little with its flags: it checks their syntax ("64m" is a size, "0.5" a
+number), converts them to the API's units (bytes, nano-CPUs) and sends JSON. What the values mean
+(is 1 MB of memory enough? is the name valid?) is the engine's to judge (container/config.py).
+tests/test_create_body.py checks this module against the real docker CLI, flag by flag.
+
+    -m 64m        ->  HostConfig.Memory    67108864
+    --cpus 0.5    ->  HostConfig.NanoCpus  500000000
+    -u 1000:1000  ->  User                 "1000:1000"
+"""
+
+import os
+import re
+
+from minidocker.errors import MinidockerError
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def parse_size(text: str, flag: str = "-m, --memory") -> int:
+    """Docker's size syntax, binary units: "64m", "64M", "64mb", "64MiB" -> 67108864; "100" is bytes."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?", text.strip().lower())
+    if not match:
+        raise MinidockerError(f'invalid argument "{text}" for "{flag}" flag: invalid size',
+                              "use a number with an optional unit: b, k, m, g, e.g. 64m")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit])  # a fraction of a byte is cut off, as Docker does
+
+
+def parse_nano_cpus(text: str) -> int:
+    """--cpus 0.5 -> 500000000: the API counts CPUs in billionths, as an integer."""
+    try:
+        nano = float(text) * 1e9
+    except ValueError:
+        raise MinidockerError(f'invalid argument "{text}" for "--cpus" flag', "use a number such as 0.5") from None
+    if nano != nano or abs(nano - round(nano)) > 1e-6 * max(1.0, abs(nano)):  # NaN, or below 1e-9
+        raise MinidockerError(f'invalid argument "{text}" for "--cpus" flag: value is too precise',
+                              "use at most 9 decimals")
+    return round(nano)
+
+
+def parse_env(items: list[str]) -> list[str] | None:
+    """-e NAME=VALUE as is; -e NAME takes NAME's value from our environment (sent bare if unset).
+    A later -e for the same NAME replaces the earlier one, in the earlier one's place."""
+    env: dict[str, str] = {}
+    for item in items:
+        name = item.split("=", 1)[0]
+        if not name:
+            raise MinidockerError(f"invalid environment variable: {item}", "use -e NAME=VALUE")
+        env[name] = item if "=" in item or name not in os.environ else f"{name}={os.environ[name]}"
+    return list(env.values()) or None
+
+
+def create_body(args, detach: bool = False) -> tuple[str | None, dict]:
+    """(name, body) for POST /containers/create?name=NAME, from parsed `run`/`create` flags."""
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    host_config = {"AutoRemove": args.rm, "ReadonlyRootfs": args.read_only,
+                   "Memory": parse_size(args.memory) if args.memory is not None else 0,
+                   "NanoCpus": parse_nano_cpus(args.cpus) if args.cpus is not None else 0,
+                   "PidsLimit": args.pids_limit or 0}
+    if args.init:
+        host_config["Init"] = True  # the docker CLI sends Init only when it is asked for
+    body = {
+        "Hostname": args.hostname or "", "User": args.user or "",
+        # Which streams the client will attach: all of them for `run`, none for `run -d`.
+        "AttachStdin": args.interactive and not detach,
+        "AttachStdout": not detach, "AttachStderr": not detach,
+        "Tty": args.tty, "OpenStdin": args.interactive,
+        "StdinOnce": args.interactive and not detach,  # stdin closes when the attached client leaves
+        "Env": parse_env(args.env), "Cmd": command or None,
+        # Until images (chapter 03) the "image" is a directory: the root filesystem itself.
+        "Image": args.rootfs or "", "WorkingDir": args.workdir or "", "Entrypoint": None,
+        "HostConfig": host_config,
+    }
+    return args.name, body
