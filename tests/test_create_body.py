@@ -9,6 +9,7 @@ left out: until chapter 03 minidocker's "image" is a --rootfs directory.
 import importlib
 import os
 
+import harness
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -20,8 +21,7 @@ docker_cli = importlib.import_module("tests.docker_cli")  # a helper module, not
 
 @pytest.fixture(scope="module")
 def docker_default():
-    if not docker_cli.docker_available():
-        pytest.fail("needs the docker CLI: apt-get install docker.io (no daemon is started)")
+    harness.need(docker_cli.docker_available(), "the docker CLI (no daemon): apt-get install docker.io")
     return docker_cli.record_create(["busybox"])["body"]
 
 
