@@ -89,7 +89,8 @@ def main() -> None:
             results["minidocker runtime run"] = timed(
                 [*minidocker, "runtime", "--root", os.path.join(work, "md-runtime"), "run", "--bundle", bundle, "md-bench"],
                 args.runs, env)
-            results["runc run"] = timed(["runc", "--root", os.path.join(work, "runc-state"), "run", "--bundle", bundle, "md-bench"], args.runs)
+            results["runc run"] = timed(
+                ["runc", "--root", os.path.join(work, "runc-state"), "run", "--bundle", bundle, "md-bench"], args.runs)
         else:
             print("runc: not installed (apt-get install runc); the runtime is not timed")
         if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:

@@ -143,7 +143,9 @@ def mount_table(mountinfo: str, cgroup: str) -> list[tuple]:
         root, point, options = fields[3], fields[4], fields[5]
         fstype, source, super_options = after.split(" ")
         if fstype in ("cgroup", "cgroup2"):
-            controllers = ",".join(o for o in super_options.split(",") if o not in ("rw", "ro")) if fstype == "cgroup" else ""
+            # cgroup2 is "0::" in /proc/self/cgroup; a v1 hierarchy goes by its controllers
+            controllers = "" if fstype == "cgroup2" else ",".join(
+                o for o in super_options.split(",") if o not in ("rw", "ro"))
             if own.get(controllers) == root:
                 root = "<own cgroup>"
         table.append((point, root, options, fstype, source, super_options))

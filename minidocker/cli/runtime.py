@@ -339,13 +339,15 @@ def add_commands(sub) -> None:
     from minidocker.cli import Parser
 
     top = sub.add_parser("runtime", help="the OCI runtime alone, with runc's commands (create, start, state...)",
-                         description="Run OCI bundles as runc does: minidocker runtime create|start|state|kill|delete|run|exec|list")
+                         description="Run OCI bundles as runc does: "
+                                     "minidocker runtime create|start|state|kill|delete|run|exec|list")
     top.add_argument("--root", metavar="DIR",
                      help="where the containers' state lives (default $MINIDOCKER_RUNTIME_ROOT or /run/minidocker/runtime)")
     cmds = top.add_subparsers(dest="runtime_command", metavar="COMMAND", parser_class=Parser, required=True)
 
     def bundle_flags(p):
-        p.add_argument("-b", "--bundle", metavar="DIR", help="the bundle: config.json and the rootfs (default: the current directory)")
+        p.add_argument("-b", "--bundle", metavar="DIR",
+                       help="the bundle: config.json and the rootfs (default: the current directory)")
         p.add_argument("--pid-file", metavar="FILE", help="write the container process's pid to FILE")
         p.add_argument("--console-socket", metavar="SOCK", help="send the pty's master side over this unix socket")
 
