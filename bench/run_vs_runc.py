@@ -76,7 +76,9 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="md-bench-")
     try:
         rootfs = busybox.build(os.path.join(work, "rootfs"))
-        env = dict(os.environ, MINIDOCKER_ROOT=os.path.join(work, "state"))
+        # Everything under the bench's own temp dir: the engine's state and the runtime's.
+        env = dict(os.environ, MINIDOCKER_ROOT=os.path.join(work, "state"),
+                   MINIDOCKER_RUNTIME_ROOT=os.path.join(work, "runtime-state"))
         # A learner's machine caches bytecode; some sandboxes turn that off, which costs ~20 ms.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         # ...but outside the source tree, as the test harness does: no root-owned __pycache__ there.
