@@ -150,12 +150,23 @@ def mount_cgroup(target: str, flags: int) -> None:
         return
     make_mountpoint(target)
     linux.mount("tmpfs", target, "tmpfs", flags & ~linux.MS_RDONLY, "mode=755")
+    # Our cgroup in each hierarchy, from /proc/self/cgroup ("4:pids:/minidocker/ID"). Inside a new
+    # cgroup namespace every path reads "/" and a fresh mount shows just our cgroup; without one
+    # (a `runc spec` bundle has none) a fresh mount would show the host's whole tree, so we
+    # bind-mount our own cgroup's directory instead, as runc does.
+    with open("/proc/self/cgroup") as f:
+        own = dict(line.rstrip("\n").split(":", 2)[1:] for line in f)
     for point, fstype, options in hierarchies:
         name = point.removeprefix("/sys/fs/cgroup/")
         sub = os.path.join(target, name)
         make_mountpoint(sub)
-        data = ",".join(sorted(options - {"rw", "ro"})) or None
-        linux.mount("cgroup2" if fstype == "cgroup2" else "cgroup", sub, fstype, flags, data)
+        path = own.get("" if fstype == "cgroup2" else name, own.get(f"name={name}", "/"))
+        if path != "/":
+            linux.mount(point + path, sub, None, linux.MS_BIND)
+            linux.mount(None, sub, None, flags | linux.MS_BIND | linux.MS_REMOUNT)
+        else:
+            data = ",".join(sorted(options - {"rw", "ro"})) or None
+            linux.mount("cgroup2" if fstype == "cgroup2" else "cgroup", sub, fstype, flags, data)
         for controller in name.split(",") if "," in name else ():
             link = os.path.join(target, controller)
             if not os.path.lexists(link):
