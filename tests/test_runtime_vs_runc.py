@@ -161,9 +161,7 @@ def tolerated(table: list[tuple]) -> list[tuple]:
 
     Only on a host with cgroup v1 hierarchies (v1 alone, or hybrid: v1 controllers and cgroup2 at
     /sys/fs/cgroup/unified, as this VM). There the spec's single `cgroup` mount becomes a tmpfs
-    with one mount per hierarchy in it, and:
-    - runc 1.1 leaves out `unified`: it mounts the v1 hierarchies only. We mount it as well, as
-      the host has it; the container loses nothing runc gives it. Dropped here.
+    with one mount per v1 hierarchy in it (neither runc 1.1 nor we mount the hybrid's `unified`), and:
     - runc applies the entry's "ro" to the hierarchies but leaves the tmpfs that holds them
       read-write; we make it read-only too, as the entry asks. Nothing lives in that tmpfs but
       the mount points, so ro/rw of the tmpfs itself is dropped here; the hierarchies' ro is not.
@@ -173,8 +171,6 @@ def tolerated(table: list[tuple]) -> list[tuple]:
     """
     kept = []
     for point, root, options, fstype, source, super_options in filter(under_cgroup, table):
-        if point == "/sys/fs/cgroup/unified" and fstype == "cgroup2":
-            continue
         if point == "/sys/fs/cgroup" and fstype == "tmpfs":
             options = ",".join(o for o in options.split(",") if o not in ("ro", "rw"))
             super_options = ",".join(o for o in super_options.split(",") if o not in ("ro", "rw"))

@@ -14,7 +14,7 @@ import traceback
 import pytest
 from hypothesis import given, strategies as st
 
-from minidocker import linux
+from minidocker import cgroups, linux
 
 TABLES = {"CLONE_FLAGS": linux.CLONE_FLAGS, "MOUNT_FLAGS": linux.MOUNT_FLAGS,
           "UMOUNT_FLAGS": linux.UMOUNT_FLAGS}
@@ -285,7 +285,8 @@ def test_the_trace_of_a_run_shows_the_kernel_at_work_in_order(md, rootfs):
     proc = md("--trace", "run", "--rm", "--rootfs", rootfs, "--", "true")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
-    expected = ["unshare(CLONE_NEWPID)", "cgroup.procs", "sethostname(", "MS_REC|MS_PRIVATE",
+    join = "/tasks" if cgroups.detect().VERSION == 1 else "/cgroup.procs"  # see cgroups/v1.py
+    expected = ["unshare(CLONE_NEWPID)", f'{join}", "0")', "sethostname(", "MS_REC|MS_PRIVATE",
                 '"proc"', "pivot_root(", 'umount2(".", MNT_DETACH)', 'execve("true"']
     where = 0
     for call in expected:

@@ -46,10 +46,10 @@ def test_a_host_file_is_invisible_and_the_old_root_is_gone(md, rootfs, tmp_path)
     assert "host only" not in inside(md, rootfs, f"cat {secret} 2>&1 || true"), (
         "a host file is visible in the container: the root is not pivoted")
     mount_points = {line.split()[4] for line in inside(md, rootfs, "cat /proc/self/mountinfo").splitlines()}
-    # Docker's default mounts, and on a cgroup v1 or hybrid host one cgroup mount per hierarchy
+    # Docker's default mounts, and on a cgroup v1 or hybrid host one cgroup mount per v1 hierarchy
     # of the host's under /sys/fs/cgroup (on pure v2, /sys/fs/cgroup is the one cgroup2 mount).
     with open("/proc/self/mountinfo") as f:
-        hierarchies = {line.split()[4] for line in f if line.split(" - ")[1].startswith("cgroup")
+        hierarchies = {line.split()[4] for line in f if line.split(" - ")[1].startswith("cgroup ")
                        and line.split()[4].startswith("/sys/fs/cgroup/")}
     # Docker hides kernel files by mounting over them (OCI maskedPaths and readonlyPaths):
     # /proc/kcore, /proc/sys, /sys/firmware... Those mounts are the container's own too.

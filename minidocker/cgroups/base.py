@@ -167,10 +167,15 @@ class Cgroup:
     def add(self, pid: int = 0) -> None:
         """Move process `pid` (0: the caller) into this cgroup; its future children follow it."""
         # --8<-- [start:ex-01-cgroup-join]
-        # Write the pid into cgroup.procs in each of self.dirs(); the kernel moves the process.
+        # Write the pid into the file self.procs_file(pid) names (cgroup.procs, mostly) in each of
+        # self.dirs(); the kernel moves the process.
         for directory in self.dirs():
-            write(os.path.join(directory, "cgroup.procs"), pid)
+            write(os.path.join(directory, self.procs_file(pid)), pid)
         # --8<-- [end:ex-01-cgroup-join]
+
+    def procs_file(self, pid: int) -> str:
+        """The file that moves a process: cgroup.procs takes a pid and moves all its threads."""
+        return "cgroup.procs"
 
     def set_limits(self, memory: int | None = None, pids: int | None = None,
                    cpus: float | None = None) -> None:
@@ -214,8 +219,8 @@ class Cgroup:
 
     def kill(self) -> None:
         """SIGKILL every process in the cgroup, and wait until it is empty."""
-        if not self.exists():
-            return
+        if not self.exists() or not self.populated():
+            return  # nothing to kill (the usual case: the container's process has exited)
         if self.can_freeze():
             # Frozen, no process can fork, so the list we kill from is complete. A frozen process
             # keeps a pending SIGKILL until it is thawed; then it dies at once.

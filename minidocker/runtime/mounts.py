@@ -136,9 +136,10 @@ def mount_cgroup(target: str, flags: int) -> None:
     Mounted from inside the new cgroup namespace, a cgroup filesystem shows the namespace's
     root, which is the container's cgroup, never its parent's. The shape follows the host:
     - pure v2: one cgroup2 mount, as on the host;
-    - v1 or hybrid (this lab VM): a tmpfs, then one `cgroup` mount per host hierarchy with the
-      same options (memory, "cpu,cpuacct", name=systemd...), the `unified` cgroup2 beside them,
-      and the links cpu -> cpu,cpuacct that the host has. runc does the same.
+    - v1 or hybrid (this lab VM): a tmpfs, then one `cgroup` mount per v1 hierarchy with the
+      same options (memory, "cpu,cpuacct", name=systemd...), and the links cpu -> cpu,cpuacct
+      that the host has. Not the hybrid's `unified` cgroup2: runc leaves it out too, and the
+      first cgroup2 mount in a namespace waits for an RCU grace period of the kernel (~10 ms).
     A read-only entry ("ro") makes the whole tree read-only; the tmpfs is remounted last.
     """
     from minidocker.cgroups.base import cgroup_mounts  # only for a spec that asks for it
@@ -148,6 +149,7 @@ def mount_cgroup(target: str, flags: int) -> None:
         make_mountpoint(target)
         linux.mount("cgroup2", target, "cgroup2", flags)
         return
+    hierarchies = [(p, t, o) for p, t, o in hierarchies if t == "cgroup"]  # v1's, as runc
     make_mountpoint(target)
     linux.mount("tmpfs", target, "tmpfs", flags & ~linux.MS_RDONLY, "mode=755")
     # Our cgroup in each hierarchy, from /proc/self/cgroup ("4:pids:/minidocker/ID"). Inside a new
@@ -160,13 +162,13 @@ def mount_cgroup(target: str, flags: int) -> None:
         name = point.removeprefix("/sys/fs/cgroup/")
         sub = os.path.join(target, name)
         make_mountpoint(sub)
-        path = own.get("" if fstype == "cgroup2" else name, own.get(f"name={name}", "/"))
+        path = own.get(name, own.get(f"name={name}", "/"))
         if path != "/":
             linux.mount(point + path, sub, None, linux.MS_BIND)
             linux.mount(None, sub, None, flags | linux.MS_BIND | linux.MS_REMOUNT)
         else:
             data = ",".join(sorted(options - {"rw", "ro"})) or None
-            linux.mount("cgroup2" if fstype == "cgroup2" else "cgroup", sub, fstype, flags, data)
+            linux.mount("cgroup", sub, "cgroup", flags, data)
         for controller in name.split(",") if "," in name else ():
             link = os.path.join(target, controller)
             if not os.path.lexists(link):
