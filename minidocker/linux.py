@@ -17,10 +17,11 @@ strace would, with the process that made it, its arguments in words and its resu
 
 import ctypes
 import errno as errno_names
+import fcntl
 import functools
 import os
-import platform
 import signal
+import struct
 
 # use_errno=True makes ctypes save the C errno right after each call, for ctypes.get_errno().
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -77,9 +78,10 @@ UMOUNT_NOFOLLOW = 8
 PR_SET_PDEATHSIG = 1  # a signal for me when my parent dies
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36  # orphans of my descendants are re-parented to me, not to init
+PR_SET_NO_NEW_PRIVS = 38  # no exec from here on may gain privileges (setuid bits, file caps)
 
 # pivot_root has no glibc wrapper; we call it by its number, which depends on the architecture.
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218, "riscv64": 41}[platform.machine()]
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218, "riscv64": 41}[os.uname().machine]
 
 
 def namespace_flags(names) -> int:
@@ -368,6 +370,23 @@ def write_file(path, value) -> int:
         raise _error(e.errno, "write", os.fsdecode(path), value) from None
     finally:
         os.close(fd)
+
+
+# Bringing a network interface up, as `ip link set lo up` does. The ioctl works on any socket of
+# this network namespace; the socket comes from libc (Python's socket module costs ~2 ms to import).
+AF_INET, SOCK_DGRAM, SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 2, 2, 0x8913, 0x8914, 0x1
+
+
+@_traced(lambda name: f'SIOCSIFFLAGS, {{"{name}", IFF_UP}}', name="ioctl")
+def interface_up(name: str) -> None:
+    sock = _check(_libc.socket(AF_INET, SOCK_DGRAM, 0), "socket", "AF_INET", "SOCK_DGRAM")
+    try:
+        request = bytearray(struct.pack("16sH", name.encode(), 0))  # struct ifreq: a name, the flags
+        fcntl.ioctl(sock, SIOCGIFFLAGS, request)  # read its flags...
+        flags = struct.unpack_from("H", request, 16)[0]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name.encode(), flags | IFF_UP))  # ...add UP
+    finally:
+        os.close(sock)
 
 
 # Traced as "execve", the syscall: os.execvpe tries execve(dir/file) for each directory of PATH

@@ -18,10 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
-import random
-import secrets
-import tempfile
-from datetime import datetime, timezone
+import time
 
 from minidocker.errors import MinidockerError
 
@@ -46,15 +43,17 @@ def directory(kind: str) -> str:
 
 
 def now() -> str:
-    """Docker's timestamp format: RFC 3339 in UTC with nanoseconds."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    """Docker's (and runc's) timestamp format: RFC 3339 in UTC with nanoseconds."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 # --8<-- [start:atomic-write]
 def write_json(path: str, data) -> None:
     # A unique temp name in the same directory: rename only works within one filesystem, and two
-    # writers must not share one temp file.
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".md-", suffix=".tmp")
+    # writers must not share one temp file (O_EXCL: fail rather than open someone else's).
+    tmp = os.path.join(os.path.dirname(path), f".md-{os.urandom(8).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
@@ -80,7 +79,7 @@ def lock(directory: str):
 
 def new_id() -> str:
     """A 64-hex-digit id, like Docker's container ids (256 random bits: never a collision)."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()  # what secrets.token_hex(32) does, without importing it
 
 
 # Docker names a container from an adjective and a famous scientist or engineer.
@@ -90,9 +89,15 @@ _NAMES = "babbage curie dijkstra euler hopper kernighan lamport lovelace noether
 
 def generate_name(taken: set[str]) -> str:
     while True:
-        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NAMES)}"
+        name = f"{_pick(_ADJECTIVES)}_{_pick(_NAMES)}"
         if name not in taken:
             return name
-        name += str(random.randint(0, 9))
+        name += str(_pick(range(10)))
         if name not in taken:
             return name
+
+
+def _pick(choices):
+    """random.choice, from the kernel's random bytes: the random module's import would cost more
+    start-up time than all the rest of this module."""
+    return choices[int.from_bytes(os.urandom(4), "little") % len(choices)]

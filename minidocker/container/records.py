@@ -13,7 +13,6 @@ the new one, never half of one. Creation and removal hold a lock on the containe
 
 import functools
 import os
-import shutil
 
 from minidocker import store
 from minidocker.errors import MinidockerError
@@ -78,7 +77,7 @@ def create(record: dict, spec_for) -> Container:
         base = containers_dir()
         for entry in os.listdir(base):  # what a create killed half-way left behind
             if entry.startswith(".tmp-"):
-                shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
+                _remove_tree(os.path.join(base, entry))
         taken = {c.name for c in all_containers()}
         name = record.get("Name") or store.generate_name(taken)
         if name in taken:
@@ -134,7 +133,13 @@ def remove_dir(c: Container) -> None:
         # create cleans, not a half-deleted container that `ps` would try to read.
         doomed = os.path.join(containers_dir(), f".tmp-rm-{c.id}")
         os.rename(c.dir, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        _remove_tree(doomed)
+
+
+def _remove_tree(path: str) -> None:
+    import shutil  # here, not at the top: only a removal needs it, and every import slows `run`
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def process_start_time(pid: int) -> int | None:

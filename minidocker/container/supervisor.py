@@ -10,9 +10,8 @@ the command (detached).
 import fcntl
 import json
 import os
-import selectors
+import select
 import signal
-import socket
 import termios
 import tty as ttymode
 
@@ -90,6 +89,8 @@ class Plumbing:
         stdin = os.open(os.devnull, os.O_RDONLY) if stdin is None else stdin
         self.stdio = (stdin, 1, 2)
         if terminal:
+            import socket  # here: only a terminal needs it, and every import slows a start
+
             self.console, self._ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         elif capture:
             out_read, out_write = os.pipe()
@@ -103,6 +104,8 @@ class Plumbing:
             os.close(fd)  # the container has its copies; ours would keep the pipes open forever
         if self.console:
             self.console.close()
+            import socket
+
             _, fds, _, _ = socket.recv_fds(self._ours, 16, 1)
             self._ours.close()
             self.streams = {fds[0]: "stdout"}
@@ -126,21 +129,22 @@ def copy_output(streams: dict[int, str], log_path: str | None, attach: Attach | 
     container's own terminal driver, which turns it into SIGINT there).
     """
     log = open(log_path, "ab") if log_path else None
-    selector = selectors.DefaultSelector()
+    # poll(2): one call waits until any of the fds has something to read (or has closed).
+    poller, open_fds = select.poll(), set(streams)
     for fd in streams:
-        selector.register(fd, selectors.EVENT_READ)
+        poller.register(fd, select.POLLIN)
     master = next(iter(streams)) if stdin_to_pty else None
     stdin = attach.stdin if master is not None else None
     saved_mode = None
     if stdin is not None:
-        selector.register(stdin, selectors.EVENT_READ)
+        poller.register(stdin, select.POLLIN)
+        open_fds.add(stdin)
         if os.isatty(stdin):
             saved_mode = termios.tcgetattr(stdin)
             ttymode.setraw(stdin)
     try:
-        while len(selector.get_map()) > (1 if stdin is not None else 0):
-            for key, _ in selector.select():
-                fd = key.fd
+        while len(open_fds) > (1 if stdin is not None else 0):  # until the output ends
+            for fd, _ in poller.poll():
                 try:
                     data = os.read(fd, 65536)
                 except OSError:  # EIO: a pty's master once every slave is closed
@@ -149,10 +153,12 @@ def copy_output(streams: dict[int, str], log_path: str | None, attach: Attach | 
                     if data:
                         os.write(master, data)
                     else:
-                        selector.unregister(stdin)
+                        poller.unregister(stdin)
+                        open_fds.discard(stdin)
                     continue
                 if not data:
-                    selector.unregister(fd)
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
                     os.close(fd)
                     continue
                 if attach:
@@ -167,7 +173,6 @@ def copy_output(streams: dict[int, str], log_path: str | None, attach: Attach | 
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved_mode)
         if log:
             log.close()
-        selector.close()
 
 
 def log_lines(data: bytes, stream: str, time: str) -> bytes:

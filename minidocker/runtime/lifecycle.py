@@ -12,8 +12,8 @@ import json
 import os
 import select
 import signal as signals
-import time
 
+from minidocker import store
 from minidocker.errors import MinidockerError
 from minidocker.runtime import process as proc
 from minidocker.runtime import resources, spawn
@@ -82,7 +82,7 @@ def create(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, roo
         _write_json(os.path.join(state_dir, "state.json"), {
             "id": container_id, "pid": pid, "pidStart": _start_time(pid), "bundle": bundle,
             "rootfs": os.path.join(bundle, spec.get("root", {}).get("path", "")),
-            "created": _now(), "cgroupsPath": cgroups_path, "annotations": spec.get("annotations") or {}})
+            "created": store.now(), "cgroupsPath": cgroups_path, "annotations": spec.get("annotations") or {}})
         if pid_file:
             _write_text(pid_file, str(pid))
     except BaseException as e:
@@ -336,12 +336,6 @@ def _start_time(pid: int) -> int:
 def _alive(saved: dict) -> bool:
     fields = _stat(saved.get("pid", 0)) if saved.get("pid") else []
     return bool(fields) and fields[0] not in ("Z", "X") and int(fields[19]) == saved.get("pidStart")
-
-
-def _now() -> str:
-    """RFC 3339 in UTC with nanoseconds, as runc writes `created`."""
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def _write_json(path: str, value: dict) -> None:

@@ -4,7 +4,6 @@ import fcntl
 import os
 import resource  # imported here: after pivot_root the host's Python library is out of sight
 import signal
-import socket
 import termios
 import warnings  # noqa: F401 - os.execvpe imports it on first use, when the host's library is gone
 
@@ -71,7 +70,7 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
     if process.get("noNewPrivileges"):
         # No exec from here on can gain privileges: setuid bits and file capabilities are
         # ignored. It is inherited and cannot be undone (what `--security-opt no-new-privileges` sets).
-        linux.prctl(PR_SET_NO_NEW_PRIVS, 1)
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     if parent_death_signal:
         # If whoever started us dies (the supervisor, SIGKILLed), the kernel signals us: no
         # orphans. It is set after setuid because a change of credentials clears it.
@@ -83,7 +82,6 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
     execute(process["args"], process["env"])
 
 
-PR_SET_NO_NEW_PRIVS = 38
 parent_death_signal = 0  # set by the runtime in the child: SIGKILL for the engine's containers
 state_dir_fd = -1  # in create's child: the state dir, where exec.fifo waits (see lifecycle.py)
 
@@ -107,12 +105,14 @@ def set_rlimits(rlimits: list[dict]) -> None:
         resource.setrlimit(kind, (soft, hard))
 
 
-def open_console(console: socket.socket) -> tuple[int, int, int]:
+def open_console(console) -> tuple[int, int, int]:
     """A pty from the container's own /dev/ptmx: its name is /dev/pts/N *inside* the container.
 
     We keep the "slave" side as stdin, stdout and stderr, and pass the "master" side to the
     supervisor over the console socket (SCM_RIGHTS sends an open file, not a number).
     """
+    import socket  # already loaded by whoever made `console` (a socket.socket): no file to read
+
     master, slave = os.openpty()  # opens /dev/ptmx, which is now the container's devpts
     socket.send_fds(console, [b"pty"], [master])
     os.close(master)

@@ -3,12 +3,9 @@
 See minidocker/runtime/__init__.py for the order of the steps, lifecycle.py for who calls these.
 """
 
-import fcntl
 import json
 import os
 import signal
-import socket
-import struct
 
 from minidocker import linux
 from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, MinidockerError
@@ -134,18 +131,11 @@ def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_
         linux.sethostname(spec["hostname"])
     # --8<-- [end:ex-01-namespaces]
     if "network" in namespaces and not namespaces["network"]:
-        _loopback_up()
+        linux.interface_up("lo")  # a new network namespace has only `lo`, and it is down
     if "mount" in namespaces and not namespaces["mount"]:
         setup_rootfs(spec, bundle)
     proc.start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False),
                        wait_for_start=wait_for_start)
-
-
-def _loopback_up() -> None:
-    """A new network namespace has only `lo`, and it is down. ifconfig's ioctl brings it up."""
-    SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
 
 
 # ---------------------------------------------------------------------------------------------
