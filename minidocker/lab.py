@@ -375,7 +375,7 @@ def cmd_grade(args) -> int:
     return 0 if report["passed"] else 1
 
 
-def add_commands(sub) -> None:
+def add_commands(sub, words=()) -> None:
     lab = sub.add_parser("lab", help="classroom labs: hand out a student copy, check it, grade it")
     cmds = lab.add_subparsers(dest="lab_command", metavar="COMMAND", required=True)
     p = cmds.add_parser("init", help="write a student copy of the package with the exercises blanked")

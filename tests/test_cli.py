@@ -50,6 +50,21 @@ def test_a_command_imports_only_its_own_module():
     assert cli.PLUGINS, "plugins are registered by module"
 
 
+def test_a_command_builds_only_its_own_parser():
+    # Each flag costs start-up time too: `run` builds run's parser, not those of ps, logs, rm...
+    chosen = cli.build_parser("run")._subparsers._group_actions[0].choices
+    assert "run" in chosen and "ps" not in chosen and "logs" not in chosen, sorted(chosen)
+
+
+def test_a_value_that_looks_like_a_command_still_parses(tmp_path):
+    # `--root run` names a directory; the command is `list`. Narrowed to `run` first, the parse
+    # fails, and the full parser must take over.
+    (tmp_path / "run").mkdir()
+    out = subprocess.run([sys.executable, "-m", "minidocker", "runtime", "--root", "run", "list", "-q"],
+                         capture_output=True, text=True, env=harness.cli_env(), cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout == "", out.stderr
+
+
 @pytest.mark.parametrize("argv", [["ps"], ["run", "--rootfs", "/nowhere", "--", "true"], ["rm", "x"]])
 def test_without_root_one_clear_line(argv, tmp_path):
     harness.need_root()  # to become someone else

@@ -13,8 +13,25 @@ from minidocker import __version__, API_VERSION
 from minidocker.errors import EXIT_ENGINE, MinidockerError
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's help layout, sized by $COLUMNS or the terminal as argparse does, but without
+    importing shutil to ask: argparse makes a formatter for every flag it is given, and the
+    import alone would cost ~2 ms of every container's start."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.stdout.fileno()).columns) - 2
+            except (OSError, ValueError):  # not a terminal
+                width = 80 - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse prints usage and exits 2 on a bad flag; Docker prints one line and exits 125."""
+
+    def __init__(self, *args, formatter_class=Formatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message):
         raise MinidockerError(message, f"see '{self.prog} --help'")
@@ -41,19 +58,22 @@ def cmd_rootfs(args) -> int:
     return 0
 
 
-# Subcommands defined in other modules: each module's add_commands(subparsers) registers them.
-# This keeps one module per concept; and a command imports only its own module, since every
-# import costs start-up time (`minidocker run` should start a container *fast*).
+# Subcommands defined in other modules: each module's add_commands(subparsers, words) registers
+# them. This keeps one module per concept; and a command imports only its own module and builds
+# only its own parser, since every import and every flag costs start-up time (`minidocker run`
+# should start a container *fast*). `words` are the command line's words that are not flags
+# ("run", "--rm", "DIR" gives ["run", "DIR"]): a module builds just the command they name, or
+# every command when they name none of its own.
 PLUGINS = {
     "minidocker.cli.container": ("run", "create", "start", "ps", "logs", "stop", "wait", "kill", "rm", "exec",
-                                 "inspect", "diff"),
+                                 "inspect", "diff"),  # the keys of its COMMANDS
     "minidocker.lab": ("lab",),  # classroom labs
     "minidocker.cli.runtime": ("runtime",),  # the OCI runtime alone, as runc
 }
 
 
-def build_parser(command: str | None = None) -> Parser:
-    """The parser for `command` alone when it belongs to a plugin, else for everything."""
+def build_parser(*words: str) -> Parser:
+    """The parser for the command that `words` name when it belongs to a plugin, else for all."""
     parser = Parser(prog="minidocker", description="A small Docker, for learning how containers work.")
     parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
     parser.add_argument("--trace", action="store_true",
@@ -66,6 +86,7 @@ def build_parser(command: str | None = None) -> Parser:
     p.set_defaults(func=cmd_rootfs)
     import importlib
 
+    command = words[0] if words else None
     wanted = [m for m, commands in PLUGINS.items() if command in commands] or list(PLUGINS)
     for module in wanted:
         try:
@@ -74,16 +95,22 @@ def build_parser(command: str | None = None) -> Parser:
             if e.name != module:  # a missing chapter is fine; a broken import inside it is not
                 raise
             continue
-        mod.add_commands(sub)
+        mod.add_commands(sub, words)
     return parser
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        command = next((a for a in argv if not a.startswith("-")), None)
-        parser = build_parser(command)
-        args = parser.parse_args(argv)
+        words = [a for a in argv if not a.startswith("-")]
+        parser = build_parser(*words)
+        try:
+            args = parser.parse_args(argv)
+        except MinidockerError:
+            # A flag's value can look like a command (`runtime --root run state ID`), and then we
+            # built the wrong one: parse again with every command, for the right answer or error.
+            parser = build_parser()
+            args = parser.parse_args(argv)
         if args.trace:
             from minidocker import linux
 

@@ -145,73 +145,63 @@ def cmd_diff(args) -> int:
 # ---------------------------------------------------------------------------------------------
 # The command line
 
-def add_commands(sub) -> None:
-    def container_parser(name, help):
-        # add_help=False: Docker's -h means --hostname for run and create, not --help.
-        p = sub.add_parser(name, help=help, add_help=False)
-        p.add_argument("--help", action="help", help="show this help and exit")
-        return p
+def _create_flags(p) -> None:
+    p.add_argument("--rootfs", metavar="DIR", help="the root filesystem (DIR:O for an overlay on top of it)")
+    p.add_argument("--name", help="a name for the container")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="set an environment variable")
+    p.add_argument("-w", "--workdir", help="the working directory inside the container")
+    p.add_argument("-u", "--user", help="UID[:GID] to run as")
+    p.add_argument("-h", "--hostname", help="the container's hostname (default: its short id)")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--init", action="store_true", help="run an init as PID 1 that reaps zombies and forwards signals")
+    p.add_argument("-m", "--memory", help="memory limit, e.g. 64m")
+    p.add_argument("--pids-limit", type=int, help="the most processes the container may have")
+    p.add_argument("--cpus", help="CPU time, in CPUs, e.g. 0.5")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
 
-    for name, func, help in (("run", cmd_run, "create and start a container"),
-                             ("create", cmd_create, "create a container without starting it")):
-        p = container_parser(name, help)
-        p.add_argument("--rootfs", metavar="DIR", help="the root filesystem (DIR:O for an overlay on top of it)")
-        p.add_argument("--name", help="a name for the container")
-        p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="set an environment variable")
-        p.add_argument("-w", "--workdir", help="the working directory inside the container")
-        p.add_argument("-u", "--user", help="UID[:GID] to run as")
-        p.add_argument("-h", "--hostname", help="the container's hostname (default: its short id)")
-        p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-        p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
-        p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-        p.add_argument("--init", action="store_true", help="run an init as PID 1 that reaps zombies and forwards signals")
-        p.add_argument("-m", "--memory", help="memory limit, e.g. 64m")
-        p.add_argument("--pids-limit", type=int, help="the most processes the container may have")
-        p.add_argument("--cpus", help="CPU time, in CPUs, e.g. 0.5")
-        p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-        if name == "run":
-            p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
-        p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
-        p.set_defaults(func=func)
 
-    p = container_parser("start", "start created or stopped containers")
+def _run_flags(p) -> None:
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    _create_flags(p)
+
+
+def _start_flags(p) -> None:
     p.add_argument("-a", "--attach", action="store_true", help="attach to its output and wait for it")
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_start)
 
-    p = container_parser("ps", "list containers")
+
+def _ps_flags(p) -> None:
     p.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
-    p.set_defaults(func=cmd_ps)
 
-    p = container_parser("logs", "show a container's output")
+
+def _logs_flags(p) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep following until it exits")
     p.add_argument("-n", "--tail", default="all", help="only the last N lines (default all)")
     p.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
     p.add_argument("container")
-    p.set_defaults(func=cmd_logs)
 
-    p = container_parser("stop", "stop containers: SIGTERM, then SIGKILL after a timeout")
+
+def _stop_flags(p) -> None:
     p.add_argument("-t", "--time", type=float, default=10, help="seconds to wait before SIGKILL (default 10)")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_stop)
 
-    p = container_parser("wait", "wait for containers to stop, then print their exit codes")
-    p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_wait)
 
-    p = container_parser("kill", "send a signal to containers (default SIGKILL)")
+def _kill_flags(p) -> None:
     p.add_argument("-s", "--signal", default="KILL", help="signal name or number")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_kill)
 
-    p = container_parser("rm", "remove containers")
+
+def _rm_flags(p) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_rm)
 
-    p = container_parser("exec", "run a command in a running container")
+
+def _exec_flags(p) -> None:
     p.add_argument("-d", "--detach", action="store_true", help="do not wait for the command")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
@@ -220,12 +210,40 @@ def add_commands(sub) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_exec)
 
-    p = sub.add_parser("diff", help="inspect changes to files or directories on a container's filesystem")
+
+def _one_container(p) -> None:
     p.add_argument("container", metavar="CONTAINER")
-    p.set_defaults(func=cmd_diff)
 
-    p = container_parser("inspect", "show a container's configuration and state as JSON")
+
+def _containers(p) -> None:
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=cmd_inspect)
+
+
+# Docker's container commands: name -> (help, its flags, what runs it).
+COMMANDS = {
+    "run": ("create and start a container", _run_flags, cmd_run),
+    "create": ("create a container without starting it", _create_flags, cmd_create),
+    "start": ("start created or stopped containers", _start_flags, cmd_start),
+    "ps": ("list containers", _ps_flags, cmd_ps),
+    "logs": ("show a container's output", _logs_flags, cmd_logs),
+    "stop": ("stop containers: SIGTERM, then SIGKILL after a timeout", _stop_flags, cmd_stop),
+    "wait": ("wait for containers to stop, then print their exit codes", _containers, cmd_wait),
+    "kill": ("send a signal to containers (default SIGKILL)", _kill_flags, cmd_kill),
+    "rm": ("remove containers", _rm_flags, cmd_rm),
+    "exec": ("run a command in a running container", _exec_flags, cmd_exec),
+    "diff": ("inspect changes to files or directories on a container's filesystem", _one_container, cmd_diff),
+    "inspect": ("show a container's configuration and state as JSON", _containers, cmd_inspect),
+}
+
+
+def add_commands(sub, words=()) -> None:
+    # Only the command asked for, when the words name one (see cli/__init__.py); else all of them.
+    asked = words[0] if words and words[0] in COMMANDS else None
+    for name, (help, add_flags, func) in COMMANDS.items():
+        if asked in (None, name):
+            # add_help=False: Docker's -h means --hostname for run and create, not --help.
+            p = sub.add_parser(name, help=help, add_help=False)
+            p.add_argument("--help", action="help", help="show this help and exit")
+            add_flags(p)
+            p.set_defaults(func=func)

@@ -30,7 +30,6 @@ import json
 import os
 import pwd
 import signal
-import socket
 import sys
 
 from minidocker import runtime
@@ -54,7 +53,7 @@ def _bundle(args) -> str:
     return os.path.abspath(args.bundle or os.getcwd())
 
 
-def _console(args, terminal: bool, detach: bool) -> socket.socket | None:
+def _console(args, terminal: bool, detach: bool):
     """--console-socket PATH: a connected unix socket. The container makes its pty and sends
     the master side over it (SCM_RIGHTS): whoever listens there (containerd-shim, a test) then
     owns the terminal. runc does the same; see runc's docs/terminals.md."""
@@ -66,6 +65,8 @@ def _console(args, terminal: bool, detach: bool) -> socket.socket | None:
         return None
     if not terminal:
         raise MinidockerError("--console-socket given, but process.terminal is false", "drop one of them")
+    import socket  # here, not at the top: only a console needs it, and every import slows a start
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(args.console_socket)
@@ -335,7 +336,72 @@ def _exec_process(args) -> dict:
 # The command line
 
 
-def add_commands(sub) -> None:
+def _process_flags(p) -> None:
+    """What create, run and exec share: where the pid goes, where the pty goes."""
+    p.add_argument("--pid-file", metavar="FILE", help="write the container process's pid to FILE")
+    p.add_argument("--console-socket", metavar="SOCK", help="send the pty's master side over this unix socket")
+
+
+def _create_flags(p) -> None:
+    p.add_argument("-b", "--bundle", metavar="DIR",
+                   help="the bundle: config.json and the rootfs (default: the current directory)")
+    _process_flags(p)
+    p.add_argument("id")
+
+
+def _run_flags(p) -> None:
+    _create_flags(p)
+    p.add_argument("-d", "--detach", action="store_true", help="do not wait for the container")
+
+
+def _id_flag(p) -> None:
+    p.add_argument("id")
+
+
+def _kill_flags(p) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="send it to every process in the container")
+    p.add_argument("id")
+    p.add_argument("signal", nargs="?", default="TERM", help="a name (TERM, SIGKILL) or a number")
+
+
+def _delete_flags(p) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="kill it first if it is running")
+    p.add_argument("id")
+
+
+def _list_flags(p) -> None:
+    p.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
+
+
+def _exec_flags(p) -> None:
+    p.add_argument("-p", "--process", metavar="FILE", help="the process as OCI JSON, instead of a command")
+    p.add_argument("-d", "--detach", action="store_true", help="do not wait for it")
+    p.add_argument("-t", "--tty", action="store_true", help="give it a pty")
+    _process_flags(p)
+    p.add_argument("--cwd", metavar="DIR", help="its working directory")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="add to its environment")
+    p.add_argument("-u", "--user", metavar="UID[:GID]", help="run it as this user")
+    p.add_argument("-g", "--additional-gids", action="append", type=int, default=[], metavar="GID",
+                   help="a supplementary group (repeatable)")
+    p.add_argument("id")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
+
+
+# runc's commands: name -> (help, its flags, what runs it).
+COMMANDS = {
+    "create": ("create a container: its process waits before exec", _create_flags, cmd_create),
+    "start": ("let a created container exec its process", _id_flag, cmd_start),
+    "run": ("create and start; in the foreground, wait and exit with its code", _run_flags, cmd_run),
+    "state": ("print the container's state as JSON", _id_flag, cmd_state),
+    "kill": ("send a signal to the container's init (default SIGTERM)", _kill_flags, cmd_kill),
+    "delete": ("delete a created or stopped container", _delete_flags, cmd_delete),
+    "list": ("list the containers under --root", _list_flags, cmd_list),
+    "exec": ("run another process in a container", _exec_flags, cmd_exec),
+}
+
+
+def add_commands(sub, words=()) -> None:
     from minidocker.cli import Parser
 
     top = sub.add_parser("runtime", help="the OCI runtime alone, with runc's commands (create, start, state...)",
@@ -344,59 +410,10 @@ def add_commands(sub) -> None:
     top.add_argument("--root", metavar="DIR",
                      help="where the containers' state lives (default $MINIDOCKER_RUNTIME_ROOT or /run/minidocker/runtime)")
     cmds = top.add_subparsers(dest="runtime_command", metavar="COMMAND", parser_class=Parser, required=True)
-
-    def bundle_flags(p):
-        p.add_argument("-b", "--bundle", metavar="DIR",
-                       help="the bundle: config.json and the rootfs (default: the current directory)")
-        p.add_argument("--pid-file", metavar="FILE", help="write the container process's pid to FILE")
-        p.add_argument("--console-socket", metavar="SOCK", help="send the pty's master side over this unix socket")
-
-    p = cmds.add_parser("create", help="create a container: its process waits before exec")
-    bundle_flags(p)
-    p.add_argument("id")
-    p.set_defaults(func=cmd_create)
-
-    p = cmds.add_parser("start", help="let a created container exec its process")
-    p.add_argument("id")
-    p.set_defaults(func=cmd_start)
-
-    p = cmds.add_parser("run", help="create and start; in the foreground, wait and exit with its code")
-    bundle_flags(p)
-    p.add_argument("-d", "--detach", action="store_true", help="do not wait for the container")
-    p.add_argument("id")
-    p.set_defaults(func=cmd_run)
-
-    p = cmds.add_parser("state", help="print the container's state as JSON")
-    p.add_argument("id")
-    p.set_defaults(func=cmd_state)
-
-    p = cmds.add_parser("kill", help="send a signal to the container's init (default SIGTERM)")
-    p.add_argument("-a", "--all", action="store_true", help="send it to every process in the container")
-    p.add_argument("id")
-    p.add_argument("signal", nargs="?", default="TERM", help="a name (TERM, SIGKILL) or a number")
-    p.set_defaults(func=cmd_kill)
-
-    p = cmds.add_parser("delete", help="delete a created or stopped container")
-    p.add_argument("-f", "--force", action="store_true", help="kill it first if it is running")
-    p.add_argument("id")
-    p.set_defaults(func=cmd_delete)
-
-    p = cmds.add_parser("list", help="list the containers under --root")
-    p.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
-    p.set_defaults(func=cmd_list)
-
-    p = cmds.add_parser("exec", help="run another process in a container")
-    p.add_argument("-p", "--process", metavar="FILE", help="the process as OCI JSON, instead of a command")
-    p.add_argument("-d", "--detach", action="store_true", help="do not wait for it")
-    p.add_argument("--pid-file", metavar="FILE", help="write its pid to FILE")
-    p.add_argument("-t", "--tty", action="store_true", help="give it a pty")
-    p.add_argument("--console-socket", metavar="SOCK", help="send the pty's master side over this unix socket")
-    p.add_argument("--cwd", metavar="DIR", help="its working directory")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="add to its environment")
-    p.add_argument("-u", "--user", metavar="UID[:GID]", help="run it as this user")
-    p.add_argument("-g", "--additional-gids", action="append", type=int, default=[], metavar="GID",
-                   help="a supplementary group (repeatable)")
-    p.add_argument("id")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
-    p.set_defaults(func=cmd_exec)
+    # Only the command asked for, when the words name one (see cli/__init__.py); else all of them.
+    asked = next((word for word in words[1:] if word in COMMANDS), None)
+    for name, (help, add_flags, func) in COMMANDS.items():
+        if asked in (None, name):
+            p = cmds.add_parser(name, help=help)
+            add_flags(p)
+            p.set_defaults(func=func)
