@@ -223,6 +223,19 @@ def test_rlimits_groups_and_no_new_privs(bundle):
     assert [line.split()[3:5] for line in out.splitlines() if line.startswith("Max open files")] == [["123", "456"]]
 
 
+def test_the_process_starts_with_no_signal_ignored(bundle):
+    # A shell's background job ignores SIGINT and SIGQUIT, and an ignored signal survives exec:
+    # the container's process must get the default actions back, or `kill -s INT` does nothing.
+    ignored = {signal.SIGINT: signal.SIG_IGN, signal.SIGQUIT: signal.SIG_IGN}
+    saved = {sig: signal.signal(sig, how) for sig, how in ignored.items()}
+    try:
+        code, out = output_of(bundle(["grep", "SigIgn", "/proc/self/status"]))
+    finally:
+        for sig, how in saved.items():
+            signal.signal(sig, how)
+    assert code == 0 and out.split() == ["SigIgn:", "0" * 16], out
+
+
 def test_the_hostname(bundle):
     code, out = output_of(bundle(["hostname"]))
     assert (code, out.strip()) == (0, "mdrt")

@@ -10,6 +10,9 @@ import warnings  # noqa: F401 - os.execvpe imports it on first use, when the hos
 from minidocker import linux
 from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND
 
+# Every signal a process may catch or ignore: all but KILL and STOP.
+RESETTABLE_SIGNALS = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
 # Signals that `--init` passes on to the command: all but those it cannot catch (KILL, STOP),
 # the one that tells it a child ended (CHLD), and those the CPU raises on a fault of its own.
 FORWARDED_SIGNALS = set(signal.valid_signals()) - {
@@ -40,9 +43,11 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
     `wait_for_start` (create's) blocks until `start` says go: the process is fully made, only
     the exec is left, as runc's init waits on its exec.fifo.
     """
-    # Python ignores SIGPIPE and SIGXFSZ for itself; an ignored signal stays ignored across exec,
-    # so give the command the default actions back (or `yes | head -1` would never end).
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+    # An ignored signal stays ignored across exec. Python ignores SIGPIPE and SIGXFSZ for itself,
+    # and whoever started us may have ignored more (a shell's background job ignores SIGINT and
+    # SIGQUIT), so give the command every default action back, as runc does: else `yes | head -1`
+    # would never end, and `docker kill -s INT` would do nothing.
+    for sig in RESETTABLE_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     if process.get("terminal"):
         stdio = open_console(console)
