@@ -14,6 +14,7 @@ import traceback
 import pytest
 from hypothesis import given, strategies as st
 
+import harness
 from minidocker import cgroups, linux
 
 TABLES = {"CLONE_FLAGS": linux.CLONE_FLAGS, "MOUNT_FLAGS": linux.MOUNT_FLAGS,
@@ -294,3 +295,16 @@ def test_the_trace_of_a_run_shows_the_kernel_at_work_in_order(md, rootfs):
         assert found is not None, f"no {call} after line {where} in the trace:\n{proc.stderr}"
         where = found + 1
     assert any(line.startswith("[container pid 1") for line in lines), "the container's own calls say who made them"
+
+
+@pytest.mark.parametrize("flags", [(), ("--init",)])
+def test_a_traced_detached_run_lets_go_of_the_callers_stderr(md, rootfs, flags):
+    # `run -d` returns at once; a trace must not keep its stderr open for the container's life.
+    proc = harness.popen_cli("--trace", "run", "-d", *flags, "--rootfs", rootfs, "--", "sleep", "30",
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=20)  # EOF on both pipes: nobody holds them any more
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert md("rm", "-f", out.strip()).returncode == 0

@@ -15,7 +15,7 @@ import signal
 import termios
 import tty as ttymode
 
-from minidocker import runtime, store
+from minidocker import linux, runtime, store
 from minidocker.container import records
 from minidocker.errors import MinidockerError
 
@@ -199,7 +199,8 @@ def start_detached(c: records.Container) -> None:
             os.dup2(null, fd)
         code = 125
         try:
-            code = run(c, None, on_started=lambda: os.close(ready_write))
+            # Once the container runs, let go of the caller's stderr that a --trace holds too.
+            code = run(c, None, on_started=lambda: (os.close(ready_write), linux.disable_trace()))
         except MinidockerError as e:
             os.write(ready_write, json.dumps({"code": e.exit_code, "message": e.what, "hint": e.hint}).encode())
             code = e.exit_code

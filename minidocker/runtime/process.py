@@ -83,6 +83,9 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
     if wait_for_start:
         wait_for_start()
     if init:
+        # The init never execs, so the trace's copy of the caller's stderr would stay open as
+        # long as the container runs (a traced `run -d --init` would hold its caller's pipe).
+        linux.disable_trace()
         run_init(process["args"], process["env"])
     execute(process["args"], process["env"])
 
