@@ -4,12 +4,27 @@
 import os
 
 from minidocker import linux
+from minidocker.errors import EXIT_ENGINE
 from minidocker.runtime import mounts
+from minidocker.runtime.process import StartError
 
 
-def setup_rootfs(spec: dict, bundle: str) -> None:
+def mount_namespace() -> tuple[int, int]:
+    """Which mount namespace this process is in: /proc/self/ns/mnt's (device, inode) names it."""
+    st = os.stat("/proc/self/ns/mnt")
+    return st.st_dev, st.st_ino
+
+
+def setup_rootfs(spec: dict, bundle: str, runtime_mount_ns: tuple[int, int]) -> None:
+    """Build the root. `runtime_mount_ns`: the runtime's own mount namespace, which we left."""
     root = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))  # relative: the bundle's
     linux_spec = spec.get("linux", {})
+    # Everything below changes the mount table of the namespace we are in. Still in the runtime's
+    # own (an unshare without CLONE_NEWNS), it would make the host's "/" private and pivot the
+    # host's root, and every later mount would be the host's. Refuse before the first mount.
+    if mount_namespace() == runtime_mount_ns:
+        raise StartError(EXIT_ENGINE, "refusing to change mounts in the runtime's own mount namespace "
+                                      "(unshare CLONE_NEWNS first: see docs/01-isolation.md#ex-01-namespaces)")
     # --8<-- [start:ex-01-private-mounts]
     # Make every mount private (recursively), so that no mount event crosses to or from the host.
     #

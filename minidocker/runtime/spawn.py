@@ -10,7 +10,7 @@ import signal
 from minidocker import linux
 from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, MinidockerError
 from minidocker.runtime import process as proc
-from minidocker.runtime.rootfs import setup_rootfs
+from minidocker.runtime.rootfs import mount_namespace, setup_rootfs
 
 READY = b"ready"  # create's child says it on the error pipe once only the exec is left
 
@@ -116,6 +116,7 @@ def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_
     """In the child, now PID 1 of its PID namespace: isolate, build the root, wait, exec."""
     linux.set_role("container")
     namespaces = namespaces_of(spec)
+    runtime_mount_ns = mount_namespace()  # where we came from: setup_rootfs must not touch it
     # --8<-- [start:ex-01-namespaces]
     # Join the cgroup; then, for every namespace but "pid" (we are in it already): setns() into
     # the one its path names, or unshare() a new one. Then set the hostname.
@@ -133,7 +134,7 @@ def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_
     if "network" in namespaces and not namespaces["network"]:
         linux.interface_up("lo")  # a new network namespace has only `lo`, and it is down
     if "mount" in namespaces and not namespaces["mount"]:
-        setup_rootfs(spec, bundle)
+        setup_rootfs(spec, bundle, runtime_mount_ns)
     proc.start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False),
                        wait_for_start=wait_for_start)
 
