@@ -1,7 +1,8 @@
 """Project tests for minidocker/cgroups/ that need no kernel: detect() on synthetic mount tables,
-the values written for Docker's flags, and both drivers on a fake cgroup tree in a temp directory
-(this host's unified hierarchy has no memory/pids/cpu controller, so the real-kernel suite in
-chapters/01 can only check that V2 refuses those limits)."""
+that no limit code runs when no limit is asked for, and both drivers on a fake cgroup tree in a
+temp directory (a hybrid host's unified hierarchy has no memory/pids/cpu controller, so there
+the real-kernel suite in chapters/01 can only check that V2 refuses those limits). Which file
+takes which limit is chapter 01's exercise, tested in chapters/01/test_cgroups.py."""
 
 import os
 import tempfile
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from minidocker import cgroups
 from minidocker.errors import MinidockerError
+from minidocker.runtime import resources as resources_module
 
 MiB = 1024 * 1024
 
@@ -134,54 +136,26 @@ def test_describe():
 
 
 # ---------------------------------------------------------------------------------------------
-# The values written for Docker's flags
+# The limits: only those asked for (the translation itself is chapters/01/test_cgroups.py's)
 
-@given(st.floats(min_value=0.01, max_value=float(os.cpu_count() or 1)))
-def test_cpus_become_a_cfs_quota(cpus):
-    quota, period = cgroups.cpu_quota(cpus)
-    assert period == 100_000
-    assert quota >= 1000, "the kernel refuses a CFS quota below 1 ms"
-    assert abs(quota - cpus * period) <= 1  # --cpus 0.5 -> 50000 us per 100000 us
+class NoLimitsHere(cgroups.V1):
+    def set_limits(self, resources):
+        raise AssertionError(f"set_limits({resources}) ran, for a spec that asks for no limit")
 
 
-@given(st.one_of(st.floats(max_value=0.0099), st.floats(min_value=(os.cpu_count() or 1) + 0.001),
-                 st.just(float("nan"))))
-def test_cpus_out_of_range_are_refused(cpus):
-    with pytest.raises(MinidockerError):
-        cgroups.cpu_quota(cpus)
+@pytest.mark.parametrize("resources", [{}, {"memory": {}, "pids": None, "cpu": {}},
+                                       {"devices": [{"allow": False, "access": "rwm"}]}])
+def test_no_limit_asked_no_limit_code_runs(resources):
+    """`run` without -m, --pids-limit or --cpus: a lab whose limits exercise is still blank must
+    start containers all the same."""
+    resources_module.apply(NoLimitsHere("md/x", mountinfo(HYBRID)), resources)
 
 
-@given(old_limit=st.integers(6 * MiB, 1 << 40), old_swap=st.integers(0, 1 << 40),
-       memory=st.integers(6 * MiB, 1 << 40))
-def test_v1_memory_writes_keep_the_kernels_order(old_limit, old_swap, memory):
-    """v1 refuses any write that would leave limit_in_bytes > memsw.limit_in_bytes. From any valid
-    old pair, the writes must each be accepted and end at memory and Docker's memory+swap = 2x."""
-    files = {"memory.limit_in_bytes": old_limit, "memory.memsw.limit_in_bytes": old_limit + old_swap}
-    for controller, name, value in cgroups.V1("md/x", mountinfo(HYBRID)).limit_files(memory=memory):
-        assert controller == "memory"
-        files[name] = float("inf") if value == "-1" else int(value)
-        assert files["memory.limit_in_bytes"] <= files["memory.memsw.limit_in_bytes"], \
-            f"the kernel would refuse {name}={value} with EINVAL"
-    assert files == {"memory.limit_in_bytes": memory, "memory.memsw.limit_in_bytes": 2 * memory}
-
-
-@given(memory=st.integers(6 * MiB, 1 << 40), pids=st.integers(-1, 1 << 22),
-       cpus=st.sampled_from([0.01, 0.5, 1.0]))
-def test_v2_limit_files(memory, pids, cpus):
-    writes = cgroups.V2("md/x", mountinfo(PURE_V2)).limit_files(memory=memory, pids=pids, cpus=cpus)
-    assert {name: value for _, name, value in writes} == {
-        "memory.max": str(memory),
-        "memory.swap.max": str(memory),  # v2 counts swap alone: Docker's 2x total is swap = memory
-        "pids.max": str(pids) if pids > 0 else "max",  # --pids-limit 0 or -1: unlimited
-        "cpu.max": f"{round(cpus * 100_000)} 100000",
-    }
-
-
-@given(st.integers(max_value=6 * MiB - 1))
-def test_memory_below_dockers_minimum_is_refused(memory):
-    for driver, text in ((cgroups.V1, HYBRID), (cgroups.V2, PURE_V2)):
-        with pytest.raises(MinidockerError):
-            driver("md/x", mountinfo(text)).limit_files(memory=memory)
+def test_limit_writes_refuses_swap_below_memory():
+    for version in (1, 2):
+        with pytest.raises(MinidockerError) as e:
+            cgroups.limit_writes(version, {"memory": {"limit": 64 * MiB, "swap": 32 * MiB}})
+        assert "memory+swap" in str(e.value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,11 +190,12 @@ def test_v2_missing_controller_is_named_and_nothing_is_written(tmp_path):
                                  "memory.swap.max": "max\n"})
     group = cgroups.V2("md/abc", mountinfo(SYSTEM + f"70 22 0:70 / {root} rw - cgroup2 cgroup2 rw\n"))
     with pytest.raises(MinidockerError) as e:
-        group.set_limits(memory=32 * MiB, cpus=0.5)
+        group.set_limits({"memory": {"limit": 32 * MiB}, "cpu": {"quota": 50_000, "period": 100_000}})
     assert "cpu" in str(e.value) and "--cpus" in str(e.value)
     assert _read(f"{root}/md/abc/memory.max") == "max\n", "a refused flag must leave no limit half-set"
-    group.set_limits(memory=32 * MiB)
+    group.set_limits({"memory": {"limit": 32 * MiB, "swap": 64 * MiB}})
     assert _read(f"{root}/md/abc/memory.max") == str(32 * MiB)
+    assert _read(f"{root}/md/abc/memory.swap.max") == str(32 * MiB)
 
 
 def test_v1_comounted_cpu_cpuacct_share_a_directory(tmp_path):
@@ -233,7 +208,9 @@ def test_v1_comounted_cpu_cpuacct_share_a_directory(tmp_path):
     for directory in group.dirs():
         _files_in(directory, {name: "" for name in ("memory.limit_in_bytes", "pids.max",
                                                     "cpu.cfs_period_us", "cpu.cfs_quota_us")})
-    group.set_limits(memory=64 * MiB, pids=100, cpus=0.25)  # no memsw file: limits memory only
+    # No memsw file (a kernel without swap accounting): the memory limit alone.
+    group.set_limits({"memory": {"limit": 64 * MiB, "swap": 128 * MiB}, "pids": {"limit": 100},
+                      "cpu": {"quota": 25_000, "period": 100_000}})
     assert _read(f"{root}/memory/md/abc/memory.limit_in_bytes") == str(64 * MiB)
     assert _read(f"{root}/pids/md/abc/pids.max") == "100"
     assert _read(f"{root}/cpu,cpuacct/md/abc/cpu.cfs_quota_us") == "25000"

@@ -14,17 +14,19 @@ There are two versions of that filesystem, and a host has one of three layouts:
   at `/sys/fs/cgroup/unified`.
 
 Like youki's libcgroups, the engine sees one interface, `Cgroup`, and `detect()` picks the driver,
-`V1` or `V2`, from the host's mount table.
+`V1` or `V2`, from the host's mount table. Which file takes which limit, in each version, is one
+pure function, `limit_writes()` in limits.py.
 """
 
 import os
 
-from minidocker.cgroups.base import CFS_PERIOD_US, MIN_MEMORY, MOUNTINFO, Cgroup, cgroup_mounts, cpu_quota
+from minidocker.cgroups.base import MOUNTINFO, Cgroup, cgroup_mounts
+from minidocker.cgroups.limits import CFS_PERIOD_US, MIN_MEMORY, limit_writes
 from minidocker.cgroups.v1 import V1
 from minidocker.cgroups.v2 import V2
 from minidocker.errors import MinidockerError
 
-__all__ = ["CFS_PERIOD_US", "MIN_MEMORY", "Cgroup", "V1", "V2", "cpu_quota", "detect", "for_container"]
+__all__ = ["CFS_PERIOD_US", "MIN_MEMORY", "Cgroup", "V1", "V2", "detect", "for_container", "limit_writes"]
 
 
 # --8<-- [start:cgroup-detect]

@@ -10,11 +10,10 @@ import signal
 import time
 
 from minidocker import linux
+from minidocker.cgroups.limits import SWAP_FILES, limit_writes
 from minidocker.errors import MinidockerError
 
 MOUNTINFO = "/proc/self/mountinfo"
-CFS_PERIOD_US = 100_000  # Docker's CFS period: CPU time is granted per 100 ms window
-MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses less: "Minimum memory limit allowed is 6MB"
 FLAGS = {"memory": "--memory", "pids": "--pids-limit", "cpu": "--cpus"}  # for error messages
 
 
@@ -43,32 +42,6 @@ def cgroup_mounts(mountinfo: str = MOUNTINFO) -> list[tuple[str, str, set[str]]]
             if fstype in ("cgroup", "cgroup2"):
                 found.append((unescape(before.split(" ")[4]), fstype, set(options.split(","))))
     return found
-
-
-# ---------------------------------------------------------------------------------------------
-# The values Docker writes for its flags (pure functions, tested with hypothesis)
-
-def cpu_quota(cpus: float) -> tuple[int, int]:
-    """`--cpus 0.5` -> (50000, 100000): the CFS scheduler lets the cgroup run 50 ms per 100 ms.
-
-    The quota counts CPU time over all cores, so --cpus 1.5 on a 2-core machine is 150 ms per
-    100 ms window: one core and a half busy, or both cores three quarters of the time.
-    """
-    cores = os.cpu_count() or 1
-    if not 0.01 <= cpus <= cores:
-        raise MinidockerError(f"invalid --cpus {cpus}",
-                              f"the range is 0.01 to {cores}, as this machine has {cores} CPUs")
-    # Docker keeps --cpus as integer nanoCPUs; the kernel refuses a quota under 1000 us (1 ms).
-    return round(cpus * 1e9) * CFS_PERIOD_US // 10**9, CFS_PERIOD_US
-
-
-def check_memory(memory: int) -> None:
-    if memory < MIN_MEMORY:
-        raise MinidockerError(f"invalid --memory {memory}", "the minimum memory limit is 6MB")
-
-
-def pids_value(pids: int) -> str:
-    return str(pids) if pids > 0 else "max"  # Docker: --pids-limit 0 or -1 means unlimited
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,10 +121,6 @@ class Cgroup:
         """The path of a controller's file, e.g. ("pids", "pids.max")."""
         raise NotImplementedError
 
-    def limit_files(self, memory=None, pids=None, cpus=None) -> list[tuple[str, str, str]]:
-        """The writes that set the limits, in order: (controller, file name, value)."""
-        raise NotImplementedError
-
     @classmethod
     def describe(cls, mountinfo: str = MOUNTINFO) -> str:
         raise NotImplementedError
@@ -177,20 +146,19 @@ class Cgroup:
         """The file that moves a process: cgroup.procs takes a pid and moves all its threads."""
         return "cgroup.procs"
 
-    def set_limits(self, memory: int | None = None, pids: int | None = None,
-                   cpus: float | None = None) -> None:
-        """Docker's -m/--memory (bytes), --pids-limit and --cpus. None leaves a limit as it is."""
-        wanted = {"memory": memory, "pids": pids, "cpu": cpus}
+    def set_limits(self, resources: dict) -> None:
+        """linux.resources' memory, pids and cpu into this cgroup's files (limits.py says which)."""
+        writes = limit_writes(self.VERSION, resources)
         available = self.controllers()
-        # Check everything before the first write, so that a refused flag leaves nothing half-set.
-        for controller, value in wanted.items():
-            if value is not None and controller not in available:
+        # Check everything before the first write, so that a refused limit leaves nothing half-set.
+        for controller in dict.fromkeys(controller for controller, _, _ in writes):
+            if controller not in available:
                 raise MinidockerError(
                     f"cannot apply {FLAGS[controller]}: the {controller} controller is not available "
                     f"in cgroup v{self.VERSION} here", self._missing_hint(controller))
-        for controller, name, value in self.limit_files(memory, pids, cpus):
+        for controller, name, value in writes:
             path = self.file(controller, name)
-            if name in ("memory.memsw.limit_in_bytes", "memory.swap.max") and not os.path.exists(path):
+            if name in SWAP_FILES and not os.path.exists(path):
                 continue  # a kernel without swap accounting: Docker warns and limits memory only
             write(path, value)
 

@@ -2,8 +2,7 @@
 
 import os
 
-from minidocker.cgroups.base import (MOUNTINFO, Cgroup, cgroup_mounts, check_memory, cpu_quota, keyed, pids_value, read,
-                                     read_int, wait_for, write)
+from minidocker.cgroups.base import MOUNTINFO, Cgroup, cgroup_mounts, keyed, read, read_int, wait_for, write
 from minidocker.errors import MinidockerError
 
 
@@ -74,27 +73,6 @@ class V1(Cgroup):
             # mkdir in a cgroupfs *is* creating a cgroup: the kernel fills the directory with the
             # controller's files. exist_ok makes create() idempotent.
             os.makedirs(directory, exist_ok=True)
-
-    def limit_files(self, memory=None, pids=None, cpus=None) -> list[tuple[str, str, str]]:
-        # --8<-- [start:ex-01-cgroup-limits]
-        # Return the writes (controller, file, value): memory.limit_in_bytes (and memsw = twice it,
-        # Docker's default swap), pids.max, and cpu.cfs_period_us then cpu.cfs_quota_us.
-        writes = []
-        if memory is not None:
-            check_memory(memory)
-            # The kernel insists that limit_in_bytes <= memsw.limit_in_bytes (memory+swap) at every
-            # moment. Lifting memsw first (-1 = unlimited) makes any new pair writable in order.
-            writes += [("memory", "memory.memsw.limit_in_bytes", "-1"),
-                       ("memory", "memory.limit_in_bytes", str(memory)),
-                       # Docker without --memory-swap: as much swap as memory, so memory+swap = 2x.
-                       ("memory", "memory.memsw.limit_in_bytes", str(2 * memory))]
-        if pids is not None:
-            writes.append(("pids", "pids.max", pids_value(pids)))
-        if cpus is not None:
-            quota, period = cpu_quota(cpus)
-            writes += [("cpu", "cpu.cfs_period_us", str(period)), ("cpu", "cpu.cfs_quota_us", str(quota))]
-        return writes
-        # --8<-- [end:ex-01-cgroup-limits]
 
     def freeze(self) -> None:
         self._freezer("FROZEN")

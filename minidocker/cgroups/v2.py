@@ -2,8 +2,7 @@
 
 import os
 
-from minidocker.cgroups.base import (MOUNTINFO, Cgroup, cgroup_mounts, check_memory, cpu_quota, keyed, pids_value, read,
-                                     read_int, wait_for, write)
+from minidocker.cgroups.base import MOUNTINFO, Cgroup, cgroup_mounts, keyed, read, read_int, wait_for, write
 from minidocker.errors import MinidockerError
 
 
@@ -74,19 +73,6 @@ class V2(Cgroup):
             raise MinidockerError(f"cannot enable {' '.join(wanted)} in {parent}: {e.strerror}",
                                   "move the processes of that cgroup into a child cgroup") from None
     # --8<-- [end:cgroup-v2-create]
-
-    def limit_files(self, memory=None, pids=None, cpus=None) -> list[tuple[str, str, str]]:
-        writes = []
-        if memory is not None:
-            check_memory(memory)
-            # v2 limits swap on its own (not memory+swap as v1 does): Docker's "memory+swap = 2x"
-            # becomes swap.max = memory. No ordering rule between the two files here.
-            writes += [("memory", "memory.max", str(memory)), ("memory", "memory.swap.max", str(memory))]
-        if pids is not None:
-            writes.append(("pids", "pids.max", pids_value(pids)))
-        if cpus is not None:
-            writes.append(("cpu", "cpu.max", "%d %d" % cpu_quota(cpus)))  # "50000 100000"
-        return writes
 
     def populated(self) -> bool:
         # cgroup.events says whether any process lives here or below, without a walk.

@@ -7,7 +7,7 @@ the files are written through minidocker.cgroups, which knows v1 from v2.
 import os
 
 from minidocker import cgroups
-from minidocker.cgroups.base import keyed, write
+from minidocker.cgroups.base import keyed
 from minidocker.errors import MinidockerError
 
 
@@ -34,42 +34,14 @@ def cgroup_for(container_id: str, cgroups_path: str | None) -> cgroups.Cgroup:
 def apply(cgroup: cgroups.Cgroup, resources: dict) -> None:
     """memory.limit/swap, pids.limit, cpu.quota/period into the cgroup's files.
 
+    Only what is asked for: `run` without -m, --pids-limit or --cpus sends no resources, and then
+    no limit code runs at all; the new cgroup keeps the kernel's defaults (unlimited).
     Ignored (no test or chapter needs them yet): cpu.shares, cpuset, blockIO, hugepageLimits,
     network, and the devices cgroup (the container only gets the nodes the spec lists anyway).
     """
-    memory, pids, cpu = (resources.get(k) or {} for k in ("memory", "pids", "cpu"))
-    limit = memory.get("limit")
-    limit = limit if limit is not None and limit > 0 else None
-    pids_limit = pids.get("limit") or None  # OCI: 0 is "not set"; -1 is unlimited ("max")
-    # set_limits checks every controller first, then writes memory (with Docker's default swap:
-    # as much again as the memory) and pids.max.
-    cgroup.set_limits(memory=limit, pids=pids_limit)
-    if limit is not None and memory.get("swap") is not None:
-        _swap(cgroup, limit, memory["swap"])
-    if cpu.get("quota") or cpu.get("period"):
-        _cpu(cgroup, cpu.get("quota"), cpu.get("period") or cgroups.CFS_PERIOD_US)
-
-
-def _swap(cgroup, limit: int, swap: int) -> None:
-    """OCI's memory.swap is memory *plus* swap, as v1's memsw; v2's swap.max is the swap alone."""
-    if cgroup.VERSION == 1:
-        path, value = cgroup.file("memory", "memory.memsw.limit_in_bytes"), swap
-    else:
-        path, value = cgroup.file("memory", "memory.swap.max"), "max" if swap < 0 else swap - limit
-    if os.path.exists(path):  # a kernel without swap accounting: Docker warns and goes on
-        write(path, value)
-
-
-def _cpu(cgroup, quota: int | None, period: int) -> None:
-    if "cpu" not in cgroup.controllers():
-        raise MinidockerError("cannot apply cpu.quota: the cpu controller is not available here",
-                              cgroup._missing_hint("cpu"))
-    unlimited = quota is None or quota < 0
-    if cgroup.VERSION == 1:
-        write(cgroup.file("cpu", "cpu.cfs_period_us"), period)
-        write(cgroup.file("cpu", "cpu.cfs_quota_us"), -1 if unlimited else quota)
-    else:
-        write(cgroup.file("cpu", "cpu.max"), f"{'max' if unlimited else quota} {period}")
+    limits = {key: resources[key] for key in ("memory", "pids", "cpu") if resources.get(key)}
+    if limits:
+        cgroup.set_limits(limits)  # which file takes which value: minidocker/cgroups/limits.py
 
 
 def oom_kills(cgroup: cgroups.Cgroup) -> int:
