@@ -11,10 +11,14 @@ overlayfs records the same facts differently: a deleted name becomes a character
 a replaced directory carries the xattr trusted.overlay.opaque=y. So `create` translates the
 kernel's markers into the spec's, and `apply` does the reverse work: it unpacks a layer onto a
 directory, deleting what the markers say. A layer comes from strangers (a registry), so `apply`
-checks every name before it writes anything: it never writes outside its target.
+resolves every name inside its target (target.py), and walks the whole layer on paper before it
+writes anything: a layer it refuses, or that fails half-way, leaves the target as it was.
 See docs/02-unionfs.md#changesets.
 """
 
+import contextlib
+import errno
+import math
 import os
 import shutil
 import stat
@@ -23,10 +27,10 @@ import tempfile
 
 from minidocker.errors import MinidockerError
 from minidocker.unionfs.model import OVERLAY_XATTRS, is_opaque, is_whiteout
+from minidocker.unionfs.target import DIR, XATTR_PAX, Disk, Preview, parents, resolve
 
 WHITEOUT = ".wh."  # the prefix of a deleted name in a layer tar
 OPAQUE = ".wh..wh..opq"  # "the lower layers' entries of this directory are gone"
-XATTR_PAX = "SCHILY.xattr."  # how PAX tars (GNU tar --xattrs, Docker) carry extended attributes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,44 +91,47 @@ def _xattrs(real: str) -> dict[str, str]:
 
 def apply(fileobj, target: str) -> None:
     """Apply an OCI layer tar (plain or gzip) onto the directory `target`, as the image spec says:
-    entries are written over what is there, and whiteouts delete from what was there."""
+    entries are written over what is there, and whiteouts delete from what was there. A layer
+    that is refused, or that fails half-way, leaves `target` exactly as it was."""
+    target = os.path.abspath(target)
+    if not os.path.isdir(target):
+        raise MinidockerError(f"cannot apply a layer onto {target!r}: not a directory", "make the directory first")
+    tar, members = _read_headers(fileobj)
+    with tar:
+        # --8<-- [start:two-passes]
+        # Pass 1, on paper: the whole layer over a Preview of the target. Every entry that can be
+        # refused is refused here, before a single byte is written.
+        _walk(members, Preview(target))
+        # Pass 2, for real. What can only fail now (a full disk, an xattr the filesystem
+        # refuses, data cut short) is undone, entry by entry, newest first.
+        disk = Disk(target, tar)
+        try:
+            _walk(members, disk)
+        except BaseException as e:
+            failed = disk.roll_back()
+            if failed:
+                raise MinidockerError(f"{e}; undoing the layer failed too: {failed[0]}",
+                                      f"{target} is half-applied: delete it") from e
+            raise
+        disk.commit()  # only now is what the layer deleted really deleted
+        # --8<-- [end:two-passes]
+
+
+def _read_headers(fileobj) -> tuple[tarfile.TarFile, list[tarfile.TarInfo]]:
+    """Open the layer and read every header; the data stays in the file until pass 2 needs it."""
     if not fileobj.seekable():  # two passes over the tar need a file we can rewind
         spool = tempfile.TemporaryFile()
         shutil.copyfileobj(fileobj, spool)
         spool.seek(0)
         fileobj = spool
-    target = os.path.abspath(target)
-    with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
-        members = tar.getmembers()
-        # Pass 1: refuse the whole layer before writing a single byte, so that a bad layer leaves
-        # the target as it was.
-        _check(members, target)
-        # Pass 2: in the tar's order, where a directory comes before its entries. A whiteout
-        # deletes from the layers below, never this layer's own entries (`mine`): that is what
-        # lets the opaque marker sit anywhere in its directory.
-        mine, dirs = set(), []
-        for m in members:
-            name = _name(m)
-            parent, base = os.path.dirname(name), os.path.basename(name)
-            if base == OPAQUE:
-                directory = _inside(target, parent)
-                if _is_real_dir(directory):
-                    for entry in os.listdir(directory):
-                        if os.path.join(parent, entry) not in mine:
-                            _remove(os.path.join(directory, entry))
-            elif base.startswith(WHITEOUT):
-                if os.path.join(parent, base[len(WHITEOUT):]) not in mine:
-                    _remove(_inside(target, os.path.join(parent, base[len(WHITEOUT):])))
-            elif name:
-                path = _extract(tar, m, target)
-                while name not in mine and name:  # the entry, and the directories it implies
-                    mine.add(name)
-                    name = os.path.dirname(name)
-                if m.isdir():
-                    dirs.append((path, m))
-        # Writing into a directory changes its mtime: directory times are set last.
-        for path, m in dirs:
-            os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+    tar = None
+    try:
+        tar = tarfile.open(fileobj=fileobj, mode="r:*")
+        return tar, tar.getmembers()  # a member cut short fails here ("unexpected end of data")
+    except Exception as e:  # tarfile.ReadError, and gzip's, zlib's or lzma's own errors
+        if tar:
+            tar.close()
+        raise MinidockerError(f"the layer is not a readable tar archive: {str(e).splitlines()[0]}", MALFORMED) from e
 
 
 def _name(m: tarfile.TarInfo) -> str:
@@ -133,128 +140,142 @@ def _name(m: tarfile.TarInfo) -> str:
     return "" if name == "." else name
 
 
+# --8<-- [start:walk]
+def _walk(members: list[tarfile.TarInfo], fs) -> None:
+    """The entries in the tar's order, onto `fs`: a Preview (pass 1) or the Disk (pass 2). Every
+    name is resolved again inside the target at the moment it is used: an earlier entry may have
+    made one of its parents a symlink."""
+    mine = set()  # what the layer wrote, and the parents of that: whiteouts never delete it
+    dirs = []  # directories, whose times are set last (writing into one changes its mtime)
+    for m in members:
+        with _naming(m):
+            _check(m)
+            _entry(m, fs, mine, dirs)
+    for name, real, m in dirs:
+        with _naming(m):
+            try:
+                still = resolve(name, fs) == real and fs.kind(real) == DIR
+            except OSError:
+                still = False  # a later entry turned a parent into a symlink loop
+            if still:  # not if a later entry replaced the directory, or a parent of it
+                fs.set_time(real, m.mtime)
+
+
+def _entry(m: tarfile.TarInfo, fs, mine: set, dirs: list) -> None:
+    name = _name(m)
+    parent, base = os.path.dirname(name), os.path.basename(name)
+    if base == OPAQUE:  # delete what the layers below have in the directory
+        directory = _resolve_existing(parent, fs)  # (a symlink there is not a directory: no)
+        if directory is not None and fs.kind(directory) == DIR:
+            for entry in fs.listdir(directory):
+                if os.path.join(directory, entry) not in mine:
+                    fs.remove(os.path.join(directory, entry))
+    elif base.startswith(WHITEOUT):  # delete one name, if the layers below have it
+        real = _resolve_existing(os.path.join(parent, base[len(WHITEOUT):]), fs)
+        if real is not None and real not in mine and fs.kind(real) is not None:
+            fs.remove(real)
+    elif name:
+        real = resolve(name, fs)
+        _fits(m, fs.root, real)
+        source = _hard_link_source(m, fs, real) if m.islnk() else None
+        fs.make_parents(real)  # a tar may leave out parent directories
+        fs.put(real, m, source)
+        mine.update([real, *parents(real)])
+        if m.isdir():
+            dirs.append((name, real, m))
+# --8<-- [end:walk]
+
+
+def _resolve_existing(name: str, fs) -> str | None:
+    """resolve(name), or None when a parent is not a directory: then there is nothing to delete."""
+    try:
+        return resolve(name, fs)
+    except NotADirectoryError:
+        return None
+
+
+def _hard_link_source(m: tarfile.TarInfo, fs, real: str) -> str:
+    source = resolve(os.path.normpath(m.linkname), fs)
+    kind = fs.kind(source)
+    if kind is None:  # a whiteout's marker, say: it is never written
+        raise _refuse(m, f"hard link to {m.linkname!r}, which does not exist", MALFORMED)
+    if kind == DIR:
+        raise _refuse(m, f"hard link to the directory {m.linkname!r}", MALFORMED)
+    if source == real or source.startswith(real + "/"):
+        raise _refuse(m, f"hard link to {m.linkname!r}, which the entry itself replaces", MALFORMED)
+    _fits(m, fs.root, source)
+    return source
+
+
 ESCAPE = "the layer tries to reach outside its directory; do not use this image"
 MALFORMED = "the layer is malformed; rebuild or re-pull the image"
+NOT_APPLIED = "nothing of the layer was applied"
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX")  # 4096 on Linux, the final NUL included
+XATTR_NAME_MAX, XATTR_SIZE_MAX = 255, 65536  # the kernel's limits (linux/limits.h)
+XATTR_NAMESPACES = ("user.", "trusted.", "security.", "system.")  # the others: EOPNOTSUPP
 
 
 def _refuse(m: tarfile.TarInfo, why: str, hint: str = ESCAPE) -> MinidockerError:
     return MinidockerError(f"refusing layer entry {m.name!r}: {why}", hint)
 
 
+@contextlib.contextmanager
+def _naming(m: tarfile.TarInfo):
+    """Whatever fails on an entry becomes one MinidockerError that names the entry."""
+    try:
+        yield
+    except MinidockerError:
+        raise
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENAMETOOLONG):  # from resolving a name
+            raise _refuse(m, f"{e.strerror}: {e.filename!r}", MALFORMED) from e
+        raise MinidockerError(f"cannot apply layer entry {m.name!r}: {e.strerror}", NOT_APPLIED) from e
+    except Exception as e:  # tarfile.ReadError when the data is cut short, say
+        raise MinidockerError(f"cannot apply layer entry {m.name!r}: {e}", NOT_APPLIED) from e
+
+
 # --8<-- [start:check]
-def _check(members: list[tarfile.TarInfo], target: str) -> None:
-    """Refuse a layer that would touch anything outside `target`."""
-    dirs = {}  # name -> is a directory, for the entries seen so far
-    for m in members:
-        parts = m.name.split("/")
-        if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.isdev()):
-            raise _refuse(m, f"unsupported entry type {m.type!r}", MALFORMED)
-        if m.name.startswith("/"):
-            raise _refuse(m, "absolute name")
-        if ".." in parts:
-            raise _refuse(m, "'..' in the name")
-        base = os.path.basename(_name(m))
-        if base in (WHITEOUT, WHITEOUT + ".", WHITEOUT + ".."):
-            raise _refuse(m, "a whiteout of a directory above the layer")
-        if m.issym() and not m.linkname.startswith("/"):
-            # A relative target is resolved from the link's directory; an absolute one from the
-            # container's root, which stays inside the layer however many "/.." it has.
-            where = os.path.normpath(os.path.join(os.path.dirname(_name(m)), m.linkname))
-            if where == ".." or where.startswith("../"):
-                raise _refuse(m, f"symlink to {m.linkname!r} points outside the layer")
-        if m.islnk():
-            link = os.path.normpath(m.linkname)
-            if m.linkname.startswith("/") or link == ".." or link.startswith("../"):
-                raise _refuse(m, f"hard link to {m.linkname!r} points outside the layer")
-            existing = _inside(target, link)
-            if link not in dirs and not os.path.lexists(existing):
-                raise _refuse(m, f"hard link to {m.linkname!r}, which does not exist", MALFORMED)
-            if dirs[link] if link in dirs else _is_real_dir(existing):
-                raise _refuse(m, f"hard link to the directory {m.linkname!r}", MALFORMED)
-        dirs[_name(m)] = m.isdir()
-# --8<-- [end:check]
-
-
-# --8<-- [start:inside]
-def _inside(root: str, name: str) -> str:
-    """The host path of `name` inside `root`. Symlinks among the parent directories are followed
-    the way they would be inside the container, where `root` is "/": an absolute target starts
-    again at `root` and ".." stops at `root`. So a layer with "etc -> /" then "etc/passwd" writes
-    root/passwd, never the host's /etc/passwd. The last component is never followed: an entry
-    replaces a symlink, it does not write through it."""
-    todo = [p for p in name.split("/") if p not in ("", ".")]
-    last = todo.pop() if todo else ""
-    done: list[str] = []
-    hops = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            done = done[:-1]
-            continue
-        here = os.path.join(root, *done, part)
-        if os.path.islink(here):
-            hops += 1
-            if hops > 40:  # the kernel's own limit (ELOOP)
-                raise MinidockerError(f"too many symlinks in {name!r}", "the layer has a symlink loop")
-            link = os.readlink(here)
-            if link.startswith("/"):
-                done = []
-            todo = [p for p in link.split("/") if p not in ("", ".")] + todo
-            continue
-        done.append(part)
-    return os.path.join(root, *done, last)
-# --8<-- [end:inside]
-
-
-def _is_real_dir(path: str) -> bool:
-    return os.path.isdir(path) and not os.path.islink(path)
-
-
-def _remove(path: str) -> None:
-    if _is_real_dir(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
-
-
-def _extract(tar: tarfile.TarFile, m: tarfile.TarInfo, target: str) -> str:
-    path = _inside(target, _name(m))
-    os.makedirs(os.path.dirname(path), exist_ok=True)  # a tar may skip parent directories
-    if m.isdir():
-        if not _is_real_dir(path):
-            _remove(path)  # a file or symlink becomes a directory
-            os.mkdir(path, 0o700)
-    elif m.isreg():
-        # Write to a temporary name and rename over the old entry: a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".md-")
-        with os.fdopen(fd, "wb") as f:
-            shutil.copyfileobj(tar.extractfile(m), f)
-        if _is_real_dir(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    else:
-        _remove(path)
-        if m.issym():
-            os.symlink(m.linkname, path)
-        elif m.islnk():
-            os.link(_inside(target, m.linkname), path, follow_symlinks=False)
-            return path  # a hard link shares its target's inode: nothing else to set
-        elif m.ischr() or m.isblk():
-            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-            os.mknod(path, kind | m.mode, os.makedev(m.devmajor, m.devminor))
-        elif m.isfifo():
-            os.mkfifo(path)
-    _set_metadata(path, m)
-    return path
-
-
-def _set_metadata(path: str, m: tarfile.TarInfo) -> None:
-    os.chown(path, m.uid, m.gid, follow_symlinks=False)  # numeric ids: names mean nothing here
-    if not m.issym():
-        os.chmod(path, m.mode)  # after chown, which clears the set-user-ID bit
+def _check(m: tarfile.TarInfo) -> None:
+    """Refuse an entry that no target could take, whatever it holds: a name that points outside,
+    and what the kernel would refuse half-way through (NUL bytes, numbers out of range...)."""
+    if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.isdev()):
+        raise _refuse(m, f"unsupported entry type {m.type!r}", MALFORMED)
+    if "\0" in m.name or "\0" in m.linkname:  # a C string ends at NUL: the kernel would cut it
+        raise _refuse(m, "a NUL byte in the name", MALFORMED)
+    if m.name.startswith("/"):
+        raise _refuse(m, "absolute name")
+    if ".." in m.name.split("/"):
+        raise _refuse(m, "'..' in the name")
+    if os.path.basename(_name(m)) in (WHITEOUT, WHITEOUT + ".", WHITEOUT + ".."):
+        raise _refuse(m, "a whiteout of a directory above the layer")
+    # A symlink's text is not checked for where it points: "../../../etc/os-release" is fine,
+    # since every name is resolved inside the target (see resolve). Only its length matters.
+    if m.issym() and not 0 < len(os.fsencode(m.linkname)) < PATH_MAX:
+        raise _refuse(m, f"a symlink's target must be 1 to {PATH_MAX - 1} bytes long", MALFORMED)
+    if m.islnk():  # a hard link names another entry of the layer: the same rules as a name
+        link = os.path.normpath(m.linkname)
+        if m.linkname.startswith("/") or link == ".." or link.startswith("../"):
+            raise _refuse(m, f"hard link to {m.linkname!r} points outside the layer")
+    if not (0 <= m.uid < 2**32 - 1 and 0 <= m.gid < 2**32 - 1):  # (-1 means "leave it")
+        raise _refuse(m, f"owner {m.uid}:{m.gid} is out of range", MALFORMED)
+    if not (math.isfinite(m.mtime) and -2**63 < m.mtime < 2**63):  # a time_t
+        raise _refuse(m, f"time {m.mtime} is out of range", MALFORMED)
+    if (m.ischr() or m.isblk()) and not (0 <= m.devmajor < 2**12 and 0 <= m.devminor < 2**20):
+        raise _refuse(m, f"device {m.devmajor}:{m.devminor} is out of range", MALFORMED)
     for key, value in m.pax_headers.items():
-        if key.startswith(XATTR_PAX):
-            os.setxattr(path, key[len(XATTR_PAX):], value.encode("utf-8", "surrogateescape"),
-                        follow_symlinks=False)
-    if not m.isdir():
-        os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+        xattr = key[len(XATTR_PAX):]
+        if key.startswith(XATTR_PAX) and not (
+                xattr.startswith(XATTR_NAMESPACES) and "\0" not in xattr
+                and len(os.fsencode(xattr)) <= XATTR_NAME_MAX
+                and len(value.encode("utf-8", "surrogateescape")) <= XATTR_SIZE_MAX):
+            raise _refuse(m, f"extended attribute {xattr!r} is invalid", MALFORMED)
+
+
+def _fits(m: tarfile.TarInfo, root: str, real: str) -> None:
+    """The kernel's limits on a name (NAME_MAX, per filesystem) and on a path (PATH_MAX)."""
+    name_max = os.statvfs(root).f_namemax
+    if any(len(os.fsencode(part)) > name_max for part in real.split("/")):
+        raise _refuse(m, f"a name longer than {name_max} bytes", MALFORMED)
+    if len(os.fsencode(os.path.join(root, real))) >= PATH_MAX:
+        raise _refuse(m, f"{PATH_MAX} bytes or more once inside {root!r}", MALFORMED)
+# --8<-- [end:check]
