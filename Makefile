@@ -5,7 +5,7 @@ ROOTFS := build/busybox-rootfs
 # mkdocs-material's end-of-life banner is not for learners.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup demo test test-chapters docs serve-docs lab bench clean
+.PHONY: setup demo test test-chapters docs serve-docs transcripts lab bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,11 @@ docs: setup
 
 serve-docs: setup
 	$(VENV)/bin/mkdocs serve -a 127.0.0.1:8000
+
+# The command output on the pages (docs/transcripts/), from real runs: run it after a change that
+# alters what a command prints; tests/test_docs.py fails until the pages match. Needs root.
+transcripts: setup
+	$(PY) scripts/transcripts.py
 
 # A student copy with every exercise blanked: make lab DIR=~/lab FROM=1
 DIR  ?= lab

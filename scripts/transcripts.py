@@ -1,0 +1,442 @@
+"""The command output on the docs pages comes from real runs, never from typing it in.
+
+`sudo make transcripts` runs each command that a page shows and writes what it printed to
+docs/transcripts/NAME.txt; the page includes that file with a snippet (`--8<-- "docs/transcripts/
+NAME.txt"`). tests/test_docs.py runs the same commands again and fails when a page's transcript no
+longer matches, so a change of output cannot leave the docs behind.
+
+Three things vary from run to run and are not drift: ids, pids and times (`comparable()` replaces
+them by placeholders before two transcripts are compared), and where the run happened. The script
+works in a temp dir, and shows it as the lab VM would: the temp dir as /tmp (so the rootfs is
+/tmp/rootfs, as docs/01 builds it), the lab as /home/vagrant/lab, the checkout as /minidocker.
+A few lines depend on the host rather than on the code (the cgroup layout, which of the paths a
+container hides exist, the kernel). docs/transcripts/host.json records the host a transcript was
+made on; on another host the check leaves those lines out (`HostSpecific`).
+
+`lab grade` takes a minute, too slow for the test: its results are kept in lab-grade.json, and the
+test replays them through lab.py's own printing and checks that they name today's tests.
+
+Usage: sudo .venv/bin/python scripts/transcripts.py [NAME ...]   (no NAME: all of them)
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "docs" / "transcripts"
+sys.path.insert(0, str(REPO))  # the reference package, also when run as a plain script
+
+from minidocker import lab  # noqa: E402
+from minidocker.container import oci_defaults  # noqa: E402
+
+# How the pages show the places a run used (see the docstring), in the output and in commands.
+LAB_SHOWN, TMP_SHOWN, REPO_SHOWN = "/home/vagrant/lab", "/tmp", "/minidocker"
+SHOWN_ARGS = {"repo": REPO_SHOWN, "tmp": TMP_SHOWN, "lab": "~/lab", "newlab": "~/lab"}
+
+
+@dataclasses.dataclass
+class Step:
+    """One command of a transcript: `$ PROG ARGS`, then what it printed (stdout and stderr)."""
+    args: list[str]
+    prog: str = "sudo .venv/bin/minidocker"  # how the page writes the command
+    cwd: str = "{repo}"
+    note: str = ""  # a comment after the command, for the reader
+    keep: str = ""  # a regex: show only the lines that match (the page writes it as `| grep`)
+    until: str = ""  # a regex: run again until the output matches (a condition, with a deadline)
+    table: bool = False  # the output is a table padded to its widest cell (realign it after showing)
+    timeout: int = 60
+
+
+class Session:
+    """A temp dir with a busybox rootfs and a lab, a private state root and cgroup parent."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="md-docs-")
+        # Under pytest, the session's cgroup parent, so that its leak check sees ours.
+        self.own_parent = "MINIDOCKER_CGROUP_PARENT" not in os.environ
+        self.parent = os.environ.get("MINIDOCKER_CGROUP_PARENT", f"minidocker/md-docs-{os.getpid()}")
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("MINIDOCKER_") and k not in ("CI", "PYTEST_CURRENT_TEST")}
+        self.env |= {"PYTHONPATH": str(REPO), "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1",
+                     "MINIDOCKER_ROOT": f"{self.tmp}/state", "MINIDOCKER_RUNTIME_ROOT": f"{self.tmp}/state/run",
+                     "MINIDOCKER_CGROUP_PARENT": self.parent}
+        self.places = {"repo": str(REPO), "tmp": self.tmp, "lab": f"{self.tmp}/lab", "newlab": f"{self.tmp}/new/lab"}
+        self.cli("rootfs", f"{self.tmp}/rootfs")
+        self.cli("lab", "init", self.places["lab"])
+        # An OCI bundle from `runc spec`, made as docs/01-isolation.md#the-runtime-on-its-own says.
+        os.mkdir(f"{self.tmp}/bundle")
+        subprocess.run(["runc", "spec"], cwd=f"{self.tmp}/bundle", check=True)
+        config = json.loads(Path(self.tmp, "bundle", "config.json").read_text())
+        config["root"]["path"] = f"{self.tmp}/rootfs"
+        config["process"].update(terminal=False, args=["sleep", "1000"])
+        Path(self.tmp, "bundle", "config.json").write_text(json.dumps(config, indent=2))
+
+    def cli(self, *args: str, cwd: str | None = None, timeout: int = 60) -> str:
+        # Output to a file, not a pipe: `runtime create` leaves a process that holds its stdout,
+        # and reading a pipe to its end would wait for that process to exit.
+        with tempfile.TemporaryFile("w+") as out:
+            subprocess.run([sys.executable, "-m", "minidocker", *args], cwd=cwd or REPO, env=self.env,
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+            out.seek(0)
+            return out.read()
+
+    def run(self, step: Step) -> str:
+        """The step as the page shows it: the command line, then its output."""
+        args = [a.format(**self.places) for a in step.args]
+        cwd, deadline = step.cwd.format(**self.places), time.monotonic() + 10
+        out = self.cli(*args, cwd=cwd, timeout=step.timeout)
+        while step.until and not re.search(step.until, out, re.M) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            out = self.cli(*args, cwd=cwd, timeout=step.timeout)
+        lines = [line.rstrip() for line in out.splitlines()]
+        if step.keep:
+            lines = [line for line in lines if re.search(step.keep, line)]
+        # Quoted as a shell needs it, but `~/lab` as typed: the shell expands it, sudo or not.
+        shown_args = " ".join(a if re.fullmatch(r"~/[\w/.-]*", a) else shlex.quote(a)
+                              for a in (a.format(**SHOWN_ARGS) for a in step.args))
+        command = f"$ {step.prog} {shown_args}" + (f" | grep -E '{step.keep}'" if step.keep else "")
+        shown = [self.shown(line) for line in lines]
+        return "\n".join([command + (f"    # {step.note}" if step.note else ""),
+                          *(realign(shown) if step.table else shown)])
+
+    def shown(self, text: str) -> str:
+        for real, shown in ((self.places["newlab"], LAB_SHOWN), (self.places["lab"], LAB_SHOWN),
+                            (self.tmp, TMP_SHOWN), (str(REPO), REPO_SHOWN), (f"/{self.parent}/", "/minidocker/")):
+            text = text.replace(real, shown)
+        return re.sub(r"/([0-9a-f]{12})[0-9a-f]{52}\b", r"/\1…", text)  # a container id in a path, shortened
+
+    def close(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        for hierarchy in _cgroup_roots() if self.own_parent else ():  # the containers are gone: empty
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(hierarchy, self.parent))
+
+
+def realign(rows: list[str]) -> list[str]:
+    """A table padded as Go's tabwriter pads runc's: each column as wide as its widest cell plus 3,
+    at least 12, the last one not padded. Showing a shorter path than the real one needs it."""
+    cells = [re.split(r"\s{2,}", row.strip()) for row in rows]
+    widths = [max(12, max(len(r[i]) for r in cells if len(r) > i) + 3) for i in range(max(map(len, cells)) - 1)]
+    return ["".join(c.ljust(w) for c, w in zip(r, widths)) + (r[-1] if len(r) > len(widths) else "") for r in cells]
+
+
+def _cgroup_roots() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.partition(" - ")[2].split(" ")[0] in ("cgroup", "cgroup2")]
+
+
+# ---------------------------------------------------------------------------------------------
+# The transcripts: what each page shows
+
+@dataclasses.dataclass
+class Transcript:
+    name: str  # docs/transcripts/NAME.txt
+    steps: list[Step] = dataclasses.field(default_factory=list)
+    volatile: str = ""  # a regex whose first group varies between runs (beyond ids, pids, times)
+    host_specific: str = ""  # a regex: lines that differ with the host, left out on another host
+    cleanup: list[list[str]] = dataclasses.field(default_factory=list)  # commands run afterwards
+    made_by: object = None  # or a function(session) -> text, for what is not a command's output
+
+    def record(self, session: Session) -> str:
+        try:
+            if self.made_by:
+                return self.made_by(session)
+            return "\n".join(session.run(step) for step in self.steps)
+        finally:
+            for args in self.cleanup:
+                session.cli(*[a.format(**session.places) for a in args])
+            shutil.rmtree(Path(session.places["newlab"]).parent, ignore_errors=True)  # lab-init's
+
+
+def md(*args, **kwargs) -> Step:
+    return Step(list(args), **kwargs)
+
+
+# The section that the exercise examples show (docs/teachers.md#markers, docs/labs.md#write).
+EXAMPLE = "ex-01-proc"
+
+
+def _exercise_source() -> tuple[str, str]:
+    path = next(p for p in sorted((REPO / "minidocker").rglob("*.py")) if f"[start:{EXAMPLE}]" in p.read_text())
+    return path.relative_to(REPO).as_posix(), path.read_text()
+
+
+def _region(text: str, path: str, name: str = EXAMPLE) -> str:
+    """The section with its marker lines, dedented, markers escaped (`;`) so that a snippet
+    include shows them instead of treating them as a section of the transcript file."""
+    lines = text.split("\n")
+    section = next(s for s in lab.sections(text, path) if s.name == name)
+    region = lines[section.start:section.end + 1]
+    indent = min(len(line) - len(line.lstrip()) for line in region if line.strip())
+    return "\n".join(re.sub(r"^(\s*#\s*)(-+8<-)", r"\1;\2", line[indent:]) for line in region)
+
+
+def exercise_reference(session: Session) -> str:
+    path, text = _exercise_source()
+    return f"# {path}\n" + _region(text, path)
+
+
+def exercise_blank(session: Session) -> str:
+    path, text = _exercise_source()
+    return f"# {path}, in a lab\n" + _region(lab.blank(text, lambda ex: ex.name == EXAMPLE, path=path), path)
+
+
+def marker_error(session: Session) -> str:
+    """What `lab init` says of an exercise whose hint was deleted: the real file and line."""
+    path, text = _exercise_source()
+    section = next(s for s in lab.sections(text, path) if s.name == EXAMPLE)
+    lines = text.split("\n")
+    del lines[section.start + 1:section.start + 1 + len(section.hint)]
+    try:
+        lab.sections("\n".join(lines), path)
+    except lab.MinidockerError as e:
+        return f"minidocker: {e}"
+    raise AssertionError(f"lab.sections accepted {EXAMPLE} without its hint")
+
+
+def exercise_docs(session: Session) -> str:
+    """How docs/01-isolation.md presents the example exercise: its heading, and the collapsed
+    reference solution that includes the code (the include escaped, so that it shows as text)."""
+    page = (REPO / "docs" / "01-isolation.md").read_text().split("\n")
+    heading = next(line for line in page if re.match(rf"#+ .*\{{#{EXAMPLE}\}}", line))
+    include = next(i for i, line in enumerate(page) if line.strip().startswith("--8<--") and f":{EXAMPLE}\"" in line)
+    start = max(i for i in range(include) if page[i].startswith("??? "))
+    block = [re.sub(r"^(\s*)(-+8<-)", r"\1;\2", line) for line in page[start:include + 2]]
+    return "\n".join([heading, "", "...", "", *block])
+
+
+TRACE_HOST = r'/sys/fs/cgroup|mount\([^,]*, "/(proc|sys)/'  # cgroup files and mounts, masked paths
+
+TRANSCRIPTS = [
+    Transcript("doctor", [md("doctor")], volatile=r"^kernel\s+ok\s+(\S+)",
+               host_specific=r"^(?:kernel|overlayfs|cgroups|ip|iptables)\s"),
+    Transcript("trace", [md("--trace", "run", "--rm", "--pids-limit", "20", "--rootfs", "{tmp}/rootfs", "--", "true")],
+               host_specific=TRACE_HOST),
+    Transcript("runtime", [
+        md("runtime", "create", "demo", prog="sudo minidocker", cwd="{tmp}/bundle",
+           note="--bundle defaults to the current directory"),
+        md("runtime", "state", "demo", prog="sudo minidocker"),
+        md("runtime", "list", prog="sudo minidocker", table=True),
+        md("runtime", "start", "demo", prog="sudo minidocker"),
+        md("runtime", "state", "demo", prog="sudo minidocker", keep="status"),
+        md("runtime", "kill", "demo", prog="sudo minidocker", note="SIGTERM, runc's default..."),
+        md("runtime", "state", "demo", prog="sudo minidocker", keep="status"),
+        md("runtime", "kill", "demo", "KILL", prog="sudo minidocker", note="...which PID 1 ignores without a handler"),
+        md("runtime", "state", "demo", prog="sudo minidocker", keep="status|pid", until='"stopped"'),
+        md("runtime", "delete", "demo", prog="sudo minidocker"),
+    ], volatile=r"^demo\s+(\d+)", cleanup=[["runtime", "delete", "--force", "demo"]]),
+    Transcript("zombie", [
+        md("run", "-d", "--name", "zombies", "--rootfs", "{tmp}/rootfs", "--", "sh", "-c", "(sleep 0 &); exec sleep 60",
+           prog="sudo minidocker"),
+        md("exec", "zombies", "ps", "-o", "pid,ppid,stat,comm", prog="sudo minidocker",
+           note="a Z: the orphan nobody reaped", until=r"\bZ\b"),
+        md("rm", "-f", "zombies", prog="sudo minidocker"),
+    ], cleanup=[["rm", "-f", "zombies"]]),
+    Transcript("diff", [
+        md("run", "--rootfs", "{tmp}/rootfs:O", "--name", "demo", "--", "sh", "-c",
+           "echo hi > /etc/new; echo x >> /etc/passwd; rm /bin/vi", prog="sudo minidocker"),
+        md("diff", "demo", prog="sudo minidocker"),
+        md("rm", "demo", prog="sudo minidocker"),
+    ], cleanup=[["rm", "-f", "demo"]]),
+    Transcript("lab-init", [md("lab", "init", "{newlab}", "--from-chapter", "1")]),
+    Transcript("lab-status", [md("lab", "status", "{lab}", prog=".venv/bin/minidocker")]),
+    Transcript("lab-not-a-lab", [md("lab", "status", "{lab}/minidocker", prog=".venv/bin/minidocker")]),
+    Transcript("lab-exists", [md("lab", "init", "{lab}")]),
+    Transcript("exercise-reference", made_by=exercise_reference),
+    Transcript("exercise-blank", made_by=exercise_blank),
+    Transcript("marker-error", made_by=marker_error),
+    Transcript("exercise-docs", made_by=exercise_docs),
+]
+BY_NAME = {t.name: t for t in TRANSCRIPTS}
+GRADE = "lab-grade"  # recorded by record_grade(), checked by replaying lab-grade.json
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing: what may differ between two runs of the same code
+
+def host() -> dict:
+    """What makes a transcript differ between machines that run the same code: the cgroup mounts
+    (v1, hybrid or v2), which of the paths a container hides this kernel has, and where the tools
+    are."""
+    hidden = oci_defaults.MASKED_PATHS + oci_defaults.READONLY_PATHS
+    return {"cgroups": sorted(_cgroup_roots()), "paths": [p for p in hidden if os.path.exists(p)],
+            "tools": [shutil.which(t) for t in ("ip", "iptables")]}
+
+
+def comparable(transcript: Transcript, text: str, same_host: bool = True) -> list[str]:
+    """The lines of a transcript with what varies between runs replaced by placeholders."""
+    lines = []
+    for line in text.splitlines():
+        if not same_host and transcript.host_specific and re.search(transcript.host_specific, line):
+            continue
+        if transcript.volatile:
+            line = re.sub(transcript.volatile, lambda m: m[0].replace(m[1], "<v>"), line)
+        line = re.sub(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{12}(…|\b)", "<id>", line)
+        line = re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d)?", "<time>", line)
+        line = re.sub(r"(\[minidocker |host |\"pid\": )\d+", r"\1<pid>", line)
+        line = re.sub(r"(\w+):\[\d+\]", r"\1:[<inode>]", line)  # a namespace, as setns names it
+        lines.append(" ".join(line.split()))  # a table's padding follows its widest cell
+    return lines
+
+
+def check(transcript: Transcript, session: Session) -> list[str]:
+    """The differences between the page's transcript and a new run (an empty list: it matches)."""
+    import difflib
+
+    path = OUT / f"{transcript.name}.txt"
+    if not path.exists():
+        return [f"{path.relative_to(REPO)} is missing"]
+    recorded = json.loads((OUT / "host.json").read_text())
+    same = recorded == host()
+    old = comparable(transcript, path.read_text(), same)
+    new = comparable(transcript, transcript.record(session), same)
+    return list(difflib.unified_diff(old, new, "on the page", "printed now", lineterm="", n=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# lab grade: recorded once, replayed by the test
+
+GRADE_STEP = md("lab", "grade", "{lab}", timeout=1800)
+
+
+def record_grade(session: Session) -> tuple[str, dict]:
+    """A real `lab grade` of a fresh lab: the page's table, and each test's outcome for the replay
+    (test id, outcome, and the first line of a failure's message)."""
+    text = session.run(GRADE_STEP)
+    report = json.loads(Path(session.places["lab"], lab.REPORT).read_text())
+    def first_line(t):  # enough for the table, which shows 100 characters of it
+        return (t["message"].splitlines() or [""])[0][:160] if t["outcome"] == "failed" else ""
+    tests = {c["chapter"]: [[t["test"], t["outcome"], first_line(t)] for t in c["tests"]] for c in report["chapters"]}
+    return text, tests
+
+
+def dump_grade(tests: dict) -> str:
+    """lab-grade.json with one test a line, so that a new run's diff shows which tests changed."""
+    chapters = [f"  {json.dumps(ch)}: [\n" + ",\n".join(f"    {json.dumps(t, ensure_ascii=False)}" for t in rows) + "\n  ]"
+                for ch, rows in tests.items()]
+    return "{\n" + ",\n".join(chapters) + "\n}\n"
+
+
+def check_grade(session: Session) -> list[str]:
+    """What no longer matches in the `lab grade` transcript, without a minute of grading:
+    - the recorded results name exactly the tests that the chapters' suites have today;
+    - lab.py's own grade() and cmd_grade(), fed those results, print the table on the page;
+    - each exercise message that a first failure quotes is what the exercise says today."""
+    import difflib
+    import xml.etree.ElementTree as ET
+    from types import SimpleNamespace
+    from unittest import mock
+
+    tests = json.loads((OUT / f"{GRADE}.json").read_text())
+    problems = []
+    collected = collect()
+    for chapter in sorted(set(tests) | set(collected)):
+        had, has = [t[0] for t in tests.get(chapter, [])], collected.get(chapter, [])
+        for gone in sorted(set(had) - set(has)):
+            problems.append(f"chapters/{chapter}: the transcript counts {gone}, which no longer exists")
+        for new in sorted(set(has) - set(had)):
+            problems.append(f"chapters/{chapter}: {new} is new, and the transcript does not count it")
+
+    def run_chapter(chapter, impl, junitxml, **_):  # the recorded results, as pytest's JUnit XML
+        suite = ET.Element("testsuite")
+        for test, outcome, message in tests[chapter.name]:
+            module, *rest = test.split("::")
+            case = ET.SubElement(suite, "testcase", classname=".".join(["chapters", chapter.name, module[:-3], *rest[:-1]]),
+                                 name=rest[-1])
+            if outcome != "passed":
+                ET.SubElement(case, "failure" if outcome == "failed" else "skipped", message=message)
+        ET.ElementTree(suite).write(junitxml.removeprefix("--junitxml="))
+        return subprocess.CompletedProcess([], 0 if all(t[1] != "failed" for t in tests[chapter.name]) else 1)
+
+    printed = []
+    with mock.patch.object(lab, "chapters", lambda _lab: [REPO / "chapters" / ch for ch in tests]), \
+            mock.patch.object(lab, "run_chapter", run_chapter), \
+            mock.patch.object(lab, "print", lambda *a, **_: printed.append(" ".join(map(str, a))), create=True):
+        lab.cmd_grade(SimpleNamespace(dir=session.places["lab"], json=None, junit=None))
+    args = " ".join(GRADE_STEP.args).format(**SHOWN_ARGS)
+    replayed = "\n".join([f"$ {GRADE_STEP.prog} {args}", *(session.shown(line.rstrip()) for line in printed)])
+    grade = Transcript(GRADE)
+    problems += difflib.unified_diff(comparable(grade, (OUT / f"{GRADE}.txt").read_text()),
+                                     comparable(grade, replayed), "on the page", "printed now", lineterm="", n=1)
+    messages = current_messages()
+    for chapter, rows in tests.items():
+        for test, _, message in rows:
+            quoted = re.search(r"exercise (\d\d) (\S+): .*", message)
+            if quoted and not messages.get((quoted[1], quoted[2]), "").startswith(quoted[0]):
+                problems.append(f"{test}: quotes `{quoted[0]}`, but today the exercise says "
+                                f"`{messages.get((quoted[1], quoted[2]), '(no such exercise)')}`")
+    return problems
+
+
+def collect() -> dict[str, list[str]]:
+    """The test ids of each chapter's suite today, as `lab grade` names them."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "chapters"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120).stdout
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"chapters/(\d\d)/(\S.*)$", line)
+        if m:
+            found.setdefault(m[1], []).append(m[2])
+    return found
+
+
+def current_messages() -> dict[tuple[str, str], str]:
+    """What each exercise's blank raises today: {(chapter, short name): message}."""
+    found = {}
+    for path in sorted((REPO / "minidocker").rglob("*.py")):
+        for ex in lab.sections(path.read_text(), path.relative_to(REPO).as_posix()):
+            if ex.chapter is not None:
+                found[(f"{ex.chapter:02d}", ex.short)] = lab.message(ex, lab.docs_page(ex.chapter))
+    return found
+
+
+def write(name: str, text: str) -> bool:
+    """Write docs/transcripts/NAME.txt unless it already matches: no change of pids for nothing."""
+    path = OUT / f"{name}.txt"
+    transcript = BY_NAME.get(name, Transcript(name))
+    if path.exists() and comparable(transcript, path.read_text()) == comparable(transcript, text):
+        return False
+    path.write_text(text.rstrip("\n") + "\n")
+    return True
+
+
+def main(names: list[str]) -> int:
+    if os.geteuid() != 0:
+        print("transcripts: run me as root (sudo make transcripts): the commands start containers", file=sys.stderr)
+        return 1
+    unknown = set(names) - set(BY_NAME) - {GRADE}
+    if unknown:
+        print(f"transcripts: no transcript {', '.join(sorted(unknown))} (known: {', '.join([*BY_NAME, GRADE])})",
+              file=sys.stderr)
+        return 1
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "host.json").write_text(json.dumps(host(), indent=2) + "\n")
+    session = Session()
+    try:
+        for transcript in TRANSCRIPTS:
+            if not names or transcript.name in names:
+                changed = write(transcript.name, transcript.record(session))
+                print(f"{'wrote' if changed else 'same '} docs/transcripts/{transcript.name}.txt")
+        if not names or GRADE in names:
+            print("running lab grade on a fresh lab (about a minute)...", flush=True)
+            text, tests = record_grade(session)
+            write(GRADE, text)
+            (OUT / f"{GRADE}.json").write_text(dump_grade(tests))
+            print(f"wrote docs/transcripts/{GRADE}.txt and {GRADE}.json")
+    finally:
+        session.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
