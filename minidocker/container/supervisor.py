@@ -51,17 +51,26 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
         c.save_state(ExitCode=getattr(e, "exit_code", 125), Error=str(e), SupervisorPid=0)
         raise
     c.save_state(Status="running", Running=True, Pid=pid, StartedAt=store.now())
-    if on_started:
-        on_started()
-    for sig in PROXIED_SIGNALS:  # `docker run --sig-proxy`: our signals go to the container
-        signal.signal(sig, lambda signum, _frame: signal_quietly(pid, signum))
-    copy_output(io.streams, c.log_path, attach, io.stdin_to_pty)
-    _, status = os.waitpid(pid, 0)
-    code = runtime.exit_code(status)
-    oom_killed = runtime.stats(c.id)["oom_kills"] > 0
-    runtime.delete(c.id, force=True)  # nothing may be left once PID 1 is gone; the cgroup goes
-    c.save_state(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom_killed,
-                 FinishedAt=store.now(), SupervisorPid=0)
+    status = None
+    try:
+        if on_started:
+            on_started()
+        for sig in PROXIED_SIGNALS:  # `docker run --sig-proxy`: our signals go to the container
+            signal.signal(sig, lambda signum, _frame: signal_quietly(pid, signum))
+        copy_output(io.streams, c.log_path, attach, io.stdin_to_pty)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if status is None:
+            # Whatever stopped us (our reader went away: EPIPE in `run ... | head -1`), the
+            # container does not outlive its supervisor, and what it held is released now,
+            # not when some later command notices.
+            signal_quietly(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        code = runtime.exit_code(status)
+        oom_killed = runtime.stats(c.id)["oom_kills"] > 0
+        runtime.delete(c.id, force=True)  # nothing may be left once PID 1 is gone; the cgroup goes
+        c.save_state(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom_killed,
+                     FinishedAt=store.now(), SupervisorPid=0)
     return code
 
 
