@@ -64,9 +64,85 @@ def run_cli(*args, input=None, timeout=60, env=None, check=False, binary=False) 
     return proc
 
 
+def explain(out: subprocess.CompletedProcess) -> str:
+    """For an assertion message: how a CLI run ended, with its stderr, which holds the reason
+    (in a lab, the hint of the exercise that is not done yet)."""
+    err = out.stderr.decode(errors="replace") if isinstance(out.stderr, bytes) else out.stderr
+    words = [str(a) for a in out.args]
+    words = words[words.index("minidocker") + 1:] if "minidocker" in words else words
+    return f"[`minidocker {' '.join(words)}` exited {out.returncode}; stderr: {err.strip() or '(empty)'}]"
+
+
 def popen_cli(*args, **kwargs) -> subprocess.Popen:
     """The CLI under test as a background process (for tests that kill it half-way)."""
     return subprocess.Popen([sys.executable, "-m", "minidocker", *map(str, args)], env=cli_env(), **kwargs)
+
+
+NOBODY = 65534
+
+
+def run_cli_as_nobody(*args, env=None) -> subprocess.CompletedProcess:
+    """The CLI under test as the user nobody: cli.main(ARGS) in a forked child whose effective
+    uid and gid are nobody's. (Its real uid stays 0: this is for checking refusals, not a jail.)
+
+    A child of this process, not a new `python -m minidocker`: a checkout in a home directory
+    that only its owner may enter (mode 750, as Ubuntu makes them) holds the venv's interpreter
+    and the package, and nobody could start either. The child has both in memory already;
+    every module of the package is imported before the uid is dropped, as a command imports
+    some only when it runs.
+    """
+    import importlib
+    import pkgutil
+
+    import minidocker
+    for module in pkgutil.walk_packages(minidocker.__path__, "minidocker.", onerror=lambda name: None):
+        if not module.name.endswith("__main__"):  # __main__ would run the CLI
+            try:
+                importlib.import_module(module.name)
+            except Exception:  # noqa: BLE001 - broken for root too: the command will say so
+                pass
+    from minidocker import cli
+
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # files: no pipe to fill up
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
+            os.environ.update(env or {})
+            os.setgroups([])
+            os.setegid(NOBODY)  # the gid first: once the uid is not 0, it may not change the gid
+            os.seteuid(NOBODY)
+            code = cli.main([str(a) for a in args])
+        except SystemExit as e:  # --help
+            code = e.code or 0
+        except BaseException as e:  # noqa: BLE001 - whatever happened, the parent must hear of it
+            print(f"run_cli_as_nobody: {type(e).__name__}: {e}", file=sys.stderr)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    out.seek(0)
+    err.seek(0)
+    return subprocess.CompletedProcess(["minidocker", *args], os.waitstatus_to_exitcode(status),
+                                       out.read().decode(), err.read().decode())
+
+
+def wait_until(condition, what: str, timeout: float = 10, interval: float = 0.05):
+    """Poll `condition()` until it returns something true, and return that; fail after
+    `timeout` seconds, naming <what> and the last result. A first start on a slow machine takes
+    a while: wait for what a test needs, never a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout} s for {what}; last seen: {result!r}", pytrace=False)
+        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------------------

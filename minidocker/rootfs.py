@@ -6,6 +6,7 @@ applet (`sh`, `ls`, `ps`, ...), and the few files programs expect: /etc/passwd a
 user names resolve, and empty mount points for /proc, /sys, /dev and /tmp. No network, no registry.
 """
 
+import errno
 import os
 import shutil
 import subprocess
@@ -41,12 +42,23 @@ def build(target: str) -> str:
     """Build a busybox rootfs in `target` (made if missing; an existing one is left as it is)."""
     if os.path.exists(os.path.join(target, "bin", "busybox")):
         return target
+    busybox_applets = applets()  # first: without a static busybox there is nothing to build
+    try:
+        _populate(target, busybox_applets)
+    except OSError as e:  # EACCES, ENOSPC, a file where a directory should be: one clear line
+        hint = "choose a directory you may write to, or run as root" if e.errno in (errno.EACCES, errno.EPERM) \
+            else "choose another directory"
+        raise MinidockerError(f"cannot build a rootfs in {target}: {e.strerror}", hint) from None
+    return target
+
+
+def _populate(target: str, busybox_applets: tuple[str, ...]) -> None:
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home", "var", "run", "proc", "sys", "dev"):
         os.makedirs(os.path.join(target, d), exist_ok=True)
     os.makedirs(os.path.join(target, "tmp"), exist_ok=True)
     os.chmod(os.path.join(target, "tmp"), 0o1777)  # sticky and world-writable, as every /tmp
     shutil.copy2(BUSYBOX, os.path.join(target, "bin", "busybox"))
-    for applet in applets():
+    for applet in busybox_applets:
         link = os.path.join(target, applet)
         if applet != "bin/busybox" and not os.path.lexists(link):
             os.symlink("/bin/busybox", link)  # absolute: resolved inside the container's root
@@ -54,4 +66,3 @@ def build(target: str) -> str:
     for name, text in files.items():
         with open(os.path.join(target, name), "w") as f:
             f.write(text)
-    return target

@@ -68,9 +68,36 @@ def test_a_value_that_looks_like_a_command_still_parses(tmp_path):
 @pytest.mark.parametrize("argv", [["ps"], ["run", "--rootfs", "/nowhere", "--", "true"], ["rm", "x"]])
 def test_without_root_one_clear_line(argv, tmp_path):
     harness.need_root()  # to become someone else
-    out = subprocess.run([sys.executable, "-m", "minidocker", *argv], capture_output=True, text=True,
-                         env=dict(harness.cli_env(), MINIDOCKER_ROOT=str(tmp_path)), user=65534, cwd="/")
-    assert out.returncode == 125 and out.stderr == "minidocker: permission denied: containers need root (run minidocker with sudo)\n"
+    out = harness.run_cli_as_nobody(*argv, env={"MINIDOCKER_ROOT": str(tmp_path)})
+    assert out.returncode == 125 and out.stderr == "minidocker: permission denied: containers need root (run minidocker with sudo)\n", out
+
+
+def test_a_rootfs_where_one_may_not_write_is_one_clear_line(tmp_path):
+    harness.need_root()
+    tmp_path.chmod(0o755)  # nobody may enter, but not write
+    out = harness.run_cli_as_nobody("rootfs", tmp_path / "md-rootfs")
+    assert out.returncode == 125, out
+    assert out.stderr == f"minidocker: cannot build a rootfs in {tmp_path / 'md-rootfs'}: Permission denied " \
+                         "(choose a directory you may write to, or run as root)\n", out.stderr
+    assert not (tmp_path / "md-rootfs").exists()
+
+
+@pytest.mark.parametrize("argv, error", [
+    # The docker CLI gives a flag its next word whatever it is; argparse must too (cli/container.py).
+    (["run", "-m", "-5m"], "invalid argument \"-5m\" for \"-m, --memory\" flag: invalid size: '-5m'"),
+    (["run", "--cpus", "-.5"], "Range of CPUs is from 0.01"),
+    (["run", "-m", "99999999999999999999999g"], "value out of range"),
+    (["run", "--pids-limit", "99999999999999999999"], "value out of range"),
+    (["run", "--cpus", "inf"], "failed to parse inf as a rational number"),
+    (["run", "--cpus", "1/3"], "value is too precise"),
+    (["kill", "-s", "0", "md-x"], "invalid signal: 0"),
+    (["kill", "-s", "99", "md-x"], "the linux daemon does not support signal 99"),
+    (["kill", "-s", "-9", "md-x"], "the linux daemon does not support signal -9"),
+])
+def test_bad_values_in_dockers_words(md, argv, error):
+    out = md(*argv, "--rootfs", "/md-nowhere", "--", "true") if argv[0] == "run" else md(*argv)
+    assert out.returncode == 125 and out.stderr.startswith("minidocker: ") and error in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
 
 
 @pytest.mark.parametrize("seconds, words", [

@@ -1,9 +1,10 @@
 """Chapter 01: bad input gets one clear line, exit code 125, and leaves nothing behind
 (docs/01-isolation.md#errors)."""
 
-import io
-import os
 import contextlib
+import io
+import json
+import os
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -57,31 +58,71 @@ def test_no_such_container(md):
     one_line_125(md("logs", "md-nobody"), "No such container")
 
 
+def containers() -> list[str]:
+    return sorted(os.listdir(os.path.join(os.environ["MINIDOCKER_ROOT"], "containers")))
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["-u", "99999999999"], ["uids and gids must be in range"]),  # too big for the kernel's uid_t
+    (["-u", "4294967295"], ["uids and gids must be in range"]),   # (uid_t)-1: "no change" to setuid
+    (["-h", "x" * 65], ["hostname"]),                            # sethostname takes 64 bytes...
+    (["-h", "é" * 33], ["hostname"]),                            # ...and é is two of them
+    (["-m", "99999999999999999999999g"], ["-m, --memory", "out of range"]),
+    (["-m", "-5m"], ["-m, --memory", "invalid size"]),
+    (["--pids-limit", "99999999"], ["pids limit"]),              # over the kernel's PID_MAX_LIMIT
+    (["--cpus", "inf"], ["--cpus", "rational number"]),
+])
+def test_bad_values_are_refused_before_anything_starts(md, rootfs, flags, words):
+    before = containers()
+    one_line_125(md("run", *flags, "--rootfs", rootfs, "--", "true"), *words)
+    assert containers() == before, f"`run {' '.join(flags)}` was refused, yet left a container behind"
+    # ...and no cgroup, mount or process: the leak check (conftest.py) fails this test if it did.
+
+
+@pytest.mark.parametrize("sig, words", [("0", ["invalid signal: 0"]), ("99", ["does not support signal 99"]),
+                                        ("SIGMD", ["invalid signal: SIGMD"])])
+def test_kill_refuses_what_is_no_signal(md, container, sig, words):
+    cid = container("sleep", "30")
+    one_line_125(md("kill", "-s", sig, cid), *words)
+    state = json.loads(md("inspect", cid).stdout)[0]["State"]
+    assert state["Running"], f"a refused kill must leave the container alone: {state}"
+
+
 def test_bad_input_leaves_no_state(md, rootfs):
-    before = sorted(os.listdir(os.path.join(os.environ["MINIDOCKER_ROOT"], "containers")))
+    before = containers()
     md("run", "-m", "lots", "--rootfs", rootfs, "--", "true")
     md("run", "--cpus", "999", "--rootfs", rootfs, "--", "true")
     md("run", "--rootfs", rootfs)
-    assert sorted(os.listdir(os.path.join(os.environ["MINIDOCKER_ROOT"], "containers"))) == before
+    assert containers() == before
 
 
-# Any argv at all: the CLI answers with a code and at most a line of error, never a traceback.
+# Any argv at all: the CLI answers with a code and clear lines of error, never a traceback.
 # In-process (cli.main) for speed. No "/" in the words, so no random rootfs can exist.
 words = st.text(st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), max_size=12)
-flags = st.sampled_from(["-d", "-i", "-t", "--rm", "-m", "--cpus", "--pids-limit", "-e", "-u", "-w",
+flags = st.sampled_from(["-d", "-i", "-t", "--rm", "-m", "--cpus", "--pids-limit", "-e", "-u", "-w", "-h",
                          "--name", "-s", "-f", "-a", "-q", "--rootfs", "--", "--help"])
+# Numbers at and past the edges: 0, negative, 2^31, 2^63, 2^64 and beyond, with size units.
+numbers = st.builds(lambda n, unit: f"{n}{unit}", st.integers(-2**70, 2**70) | st.sampled_from([0, 2**31, 2**63, 2**64]),
+                    st.sampled_from(["", "", "m", "g", "p", ".5", "e400"]))
 
 
 @settings(max_examples=150)
 @given(st.sampled_from(["run", "create", "start", "ps", "logs", "stop", "kill", "rm", "exec", "inspect",
                         "wait", "version", "md-nope"]),
-       st.lists(st.one_of(flags, words), max_size=6))
+       st.lists(st.one_of(flags, words, numbers), max_size=6))
 def test_the_cli_never_shows_a_traceback(command, argv):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    # Text streams over bytes, as the real ones: `logs` writes the container's bytes to .buffer.
+    out, err = io.TextIOWrapper(io.BytesIO()), io.TextIOWrapper(io.BytesIO())
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
             code = cli.main([command, *argv])
         except SystemExit as e:  # --help exits 0 through argparse
             code = e.code
-    assert "Traceback" not in err.getvalue() and err.getvalue().count("\n") <= 1, err.getvalue()
+    err.seek(0)
+    lines = err.read().splitlines()
+    # One line per failure (a command given several containers reports each one, as Docker does),
+    # each in our words: the catch-all for an unexpected exception names it and asks for its
+    # traceback, and that is a bug to fix in its place.
+    assert all(line.startswith("minidocker: ") and "MINIDOCKER_DEBUG" not in line for line in lines), lines
+    assert len(lines) <= max(1, len(argv)), lines
     assert isinstance(code, int) and 0 <= code <= 255

@@ -8,6 +8,7 @@ answer is printed the way docker prints it. Nothing below this module sees argpa
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -157,7 +158,7 @@ def _create_flags(p) -> None:
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
     p.add_argument("--init", action="store_true", help="run an init as PID 1 that reaps zombies and forwards signals")
     p.add_argument("-m", "--memory", help="memory limit, e.g. 64m")
-    p.add_argument("--pids-limit", type=int, help="the most processes the container may have")
+    p.add_argument("--pids-limit", help="the most processes the container may have (-1: no limit)")
     p.add_argument("--cpus", help="CPU time, in CPUs, e.g. 0.5")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
@@ -244,6 +245,12 @@ def add_commands(sub, words=()) -> None:
         if asked in (None, name):
             # add_help=False: Docker's -h means --hostname for run and create, not --help.
             p = sub.add_parser(name, help=help, add_help=False)
+            # The docker CLI's flag parser gives a flag its next word, whatever it is: `-m -5m` is
+            # -m with the value "-5m" (then refused as a size). argparse takes a word that starts
+            # with "-" for a flag unless it looks like a negative number ("-5", "-.5"); we widen
+            # that (argparse's own, undocumented matcher) to any dash and digit: no flag of ours
+            # starts so. tests/test_cli.py holds argparse to it.
+            p._negative_number_matcher = re.compile(r"-\.?\d")
             p.add_argument("--help", action="help", help="show this help and exit")
             add_flags(p)
             p.set_defaults(func=func)

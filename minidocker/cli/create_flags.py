@@ -16,28 +16,57 @@ import re
 from minidocker.errors import MinidockerError
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+INT64_MAX = 2**63 - 1  # the Engine API's numbers are Go int64s
+
+
+def _invalid(text: str, flag: str, why: str, hint: str) -> MinidockerError:
+    """The docker CLI's words for a flag value it cannot take."""
+    return MinidockerError(f'invalid argument "{text}" for "{flag}" flag: {why}', hint)
 
 
 def parse_size(text: str, flag: str = "-m, --memory") -> int:
     """Docker's size syntax, binary units: "64m", "64M", "64mb", "64MiB" -> 67108864; "100" is bytes."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?", text.strip().lower())
     if not match:
-        raise MinidockerError(f'invalid argument "{text}" for "{flag}" flag: invalid size',
-                              "use a number with an optional unit: b, k, m, g, e.g. 64m")
+        raise _invalid(text, flag, f"invalid size: '{text}'", "use a number with an optional unit: b, k, m, g, e.g. 64m")
     number, unit = match.groups()
-    return int(float(number) * _UNITS[unit])  # a fraction of a byte is cut off, as Docker does
+    size = float(number) * _UNITS[unit]  # a float, as Docker computes it ("1.5g")
+    if size > INT64_MAX:
+        # The docker CLI lets such a number wrap around to a negative one (the daemon then says
+        # it is under 6MB); we say what is wrong.
+        raise _invalid(text, flag, "value out of range", "the most the API can carry is 8191p")
+    return int(size)  # a fraction of a byte is cut off, as Docker does
 
 
 def parse_nano_cpus(text: str) -> int:
-    """--cpus 0.5 -> 500000000: the API counts CPUs in billionths, as an integer."""
+    """--cpus 0.5 -> 500000000: the API counts CPUs in billionths, as an integer.
+
+    Exact, as the docker CLI's big.Rat: "1/3" CPU is no whole number of nano-CPUs, so it is
+    refused rather than rounded. (A float holds few decimals exactly: 0.29 is 0.28999999999999998...)
+    """
+    # The syntax first, with at most 4 exponent digits: Fraction("1e999999999") would build a
+    # billion-digit number before we could say it is too big.
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,4})?|[+-]?\d+/0*[1-9]\d*", text):
+        raise _invalid(text, "--cpus", f"failed to parse {text} as a rational number", "use a number such as 0.5")
+    from fractions import Fraction  # here: only --cpus needs it, and every import slows a start
+
+    nano = Fraction(text) * 10**9
+    if nano.denominator != 1:
+        raise _invalid(text, "--cpus", "value is too precise", "use at most 9 decimals")
+    if abs(nano.numerator) > INT64_MAX:
+        raise _invalid(text, "--cpus", "value out of range", "use --cpus within the machine's CPUs")
+    return nano.numerator
+
+
+def parse_int64(text: str, flag: str) -> int:
+    """An integer flag, as Go's strconv.ParseInt(text, 0, 64) reads it: "20", "-1", "0x10"."""
     try:
-        nano = float(text) * 1e9
+        number = int(text, 0)
     except ValueError:
-        raise MinidockerError(f'invalid argument "{text}" for "--cpus" flag', "use a number such as 0.5") from None
-    if nano != nano or abs(nano - round(nano)) > 1e-6 * max(1.0, abs(nano)):  # NaN, or below 1e-9
-        raise MinidockerError(f'invalid argument "{text}" for "--cpus" flag: value is too precise',
-                              "use at most 9 decimals")
-    return round(nano)
+        raise _invalid(text, flag, f'strconv.ParseInt: parsing "{text}": invalid syntax', "use a whole number") from None
+    if not -INT64_MAX - 1 <= number <= INT64_MAX:
+        raise _invalid(text, flag, f'strconv.ParseInt: parsing "{text}": value out of range', "use a smaller number")
+    return number
 
 
 def parse_env(items: list[str]) -> list[str] | None:
@@ -58,7 +87,7 @@ def create_body(args, detach: bool = False) -> tuple[str | None, dict]:
     host_config = {"AutoRemove": args.rm, "ReadonlyRootfs": args.read_only,
                    "Memory": parse_size(args.memory) if args.memory is not None else 0,
                    "NanoCpus": parse_nano_cpus(args.cpus) if args.cpus is not None else 0,
-                   "PidsLimit": args.pids_limit or 0}
+                   "PidsLimit": parse_int64(args.pids_limit, "--pids-limit") if args.pids_limit is not None else 0}
     if args.init:
         host_config["Init"] = True  # the docker CLI sends Init only when it is asked for
     body = {

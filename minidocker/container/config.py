@@ -15,7 +15,9 @@ from minidocker.errors import MinidockerError
 # Docker's rule for container names: a letter or digit, then letters, digits, `_`, `.` or `-`.
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MAX_ID = 2**31 - 1  # uids and gids, as Docker (and the kernel's signed checks) accept them
-HOST_NAME_MAX = 64  # sethostname(2) refuses longer names with EINVAL
+HOST_NAME_MAX = 64  # sethostname(2) refuses a longer name, in bytes, with EINVAL
+PID_MAX_LIMIT = 4 * 1024 * 1024  # the most pids a 64-bit kernel hands out; pids.max takes no more
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1  # the Engine API's numbers are Go int64s
 
 
 def check_name(name: str) -> str:
@@ -47,15 +49,25 @@ def check(config: dict, host_config: dict) -> None:
         raise MinidockerError(f"the working directory '{workdir}' is invalid", "it needs to be an absolute path")
     if config.get("User"):
         parse_user(config["User"])
-    if len(config.get("Hostname") or "") > HOST_NAME_MAX:
-        raise MinidockerError(f"invalid hostname {config['Hostname'][:20]}…",
-                              f"a hostname has at most {HOST_NAME_MAX} characters")
+    hostname = config.get("Hostname") or ""
+    if len(hostname.encode("utf-8", "surrogateescape")) > HOST_NAME_MAX:
+        raise MinidockerError(f"invalid hostname {hostname[:20]}…",
+                              f"sethostname takes at most {HOST_NAME_MAX} bytes: fewer if not plain ASCII")
     for item in config.get("Env") or []:
         if not item.split("=", 1)[0]:
             raise MinidockerError(f"invalid environment variable: {item}", "use -e NAME=VALUE")
+    for field in ("Memory", "NanoCpus", "PidsLimit"):
+        value = host_config.get(field) or 0
+        if not (isinstance(value, int) and INT64_MIN <= value <= INT64_MAX):
+            # What dockerd's JSON decoder refuses (an HTTP client may send any number).
+            raise MinidockerError(f"invalid HostConfig.{field}: {value!r}", "the Engine API takes a signed 64-bit integer")
     memory = host_config.get("Memory") or 0
     if memory < 0 or 0 < memory < MIN_MEMORY:
         raise MinidockerError("Minimum memory limit allowed is 6MB", "use -m 6m or more")
+    if (host_config.get("PidsLimit") or 0) > PID_MAX_LIMIT:
+        # Docker passes it on, and the kernel's EINVAL comes back from the runtime at start.
+        raise MinidockerError(f"invalid pids limit {host_config['PidsLimit']}",
+                              f"the kernel counts at most {PID_MAX_LIMIT} processes; -1 means no limit")
     nano_cpus, cores = host_config.get("NanoCpus") or 0, os.cpu_count() or 1
     # The kernel refuses a CFS quota under 1 ms per 100 ms period: 0.01 CPU is the floor.
     if nano_cpus and not 10**7 <= nano_cpus <= cores * 10**9:

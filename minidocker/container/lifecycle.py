@@ -141,14 +141,21 @@ def stop(ref: str, timeout: float = 10) -> None:
 
 
 def parse_signal(text: str | int) -> int:
-    """A signal as Docker takes it: a name (KILL, SIGKILL, kill) or a number, checked."""
+    """A signal as Docker takes it: a name (KILL, SIGKILL, kill) or a number, checked as dockerd
+    does (in its words): a name it knows, a number that is a signal of this kernel, and never 0
+    (kill(2) with signal 0 only checks that the process exists)."""
     name = str(text).upper()
     try:
-        number = int(name) if name.isdigit() else signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
-    except KeyError:
-        number = 0
-    if number not in signal.valid_signals() or number == 0:
+        number = int(name)
+    except ValueError:
+        try:
+            number = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+        except KeyError:
+            raise MinidockerError(f"invalid signal: {text}", "use a name like TERM or a number from 1 to 64") from None
+    if number == 0:
         raise MinidockerError(f"invalid signal: {text}", "use a name like TERM or a number from 1 to 64")
+    if number not in signal.valid_signals():
+        raise MinidockerError(f"the linux daemon does not support signal {number}", "use a number from 1 to 64")
     return int(number)
 
 
