@@ -31,11 +31,9 @@ def limit_writes(version: int, resources: dict) -> list[tuple[str, str, str]]:
         raise MinidockerError(f"memory+swap limit {swap} is below the memory limit {limit}",
                               "memory.swap counts memory and swap together: give at least the limit, or -1")
     # --8<-- [start:ex-01-cgroup-limits]
-    # Return the writes (controller, file, value) for cgroup `version` 1 or 2. memory.limit goes to
-    # memory.limit_in_bytes (v1) or memory.max (v2); memory.swap (memory+swap) to
-    # memory.memsw.limit_in_bytes (v1) or memory.swap.max (v2: the swap alone); pids.limit to
-    # pids.max ("max" if -1); cpu.quota and cpu.period to cpu.cfs_period_us and cpu.cfs_quota_us
-    # (v1, -1 for no quota) or cpu.max = "QUOTA PERIOD" (v2, "max" for no quota).
+    # Return the writes (controller, file, value) that set the memory (limit, swap), pids and cpu
+    # (quota, period) limits of `resources` in cgroup `version` 1 or 2, in an order the kernel
+    # accepts. The table in the docs says which file takes which value.
     #
     # v1 refuses any write that leaves memory.limit_in_bytes above memory.memsw.limit_in_bytes,
     # whatever the two files held before. Writing memsw = -1 (unlimited) first makes every new pair
