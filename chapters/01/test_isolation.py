@@ -2,15 +2,19 @@
 the world from inside it (docs/01-isolation.md)."""
 
 import ctypes
+import json
 import os
 import socket
+import uuid
 
 from hypothesis import given, settings, strategies as st
+
+import harness
 
 
 def inside(md, rootfs, script, *flags):
     out = md("run", "--rm", *flags, "--rootfs", rootfs, "--", "sh", "-c", script)
-    assert out.returncode == 0, f"the container failed (exit {out.returncode}): {out.stderr}"
+    assert out.returncode == 0, f"the container failed {harness.explain(out)}"
     return out.stdout
 
 
@@ -18,9 +22,11 @@ def test_hostname_is_the_short_id(md, rootfs):
     out = md("run", "--name", "md-uts", "--rootfs", rootfs, "--", "hostname")
     inspect = md("inspect", "md-uts")
     md("rm", "md-uts")
-    assert out.stdout.strip() == inspect.stdout.split('"Id": "')[1][:12], (
-        "a container's hostname defaults to its short id, as in Docker: the UTS namespace gives "
-        "it its own (docs/01-isolation.md#ex-01-namespaces)")
+    assert out.returncode == 0, f"the container failed before its hostname could be checked {harness.explain(out)}"
+    short_id = json.loads(inspect.stdout)[0]["Id"][:12]
+    assert out.stdout.strip() == short_id, (
+        f"a container's hostname defaults to its short id ({short_id}), as in Docker, got {out.stdout.strip()!r}: "
+        "the UTS namespace gives it its own (docs/01-isolation.md#ex-01-namespaces)")
 
 
 @settings(max_examples=3)
@@ -61,11 +67,19 @@ def test_a_host_file_is_invisible_and_the_old_root_is_gone(md, rootfs, tmp_path)
     assert sorted(inside(md, rootfs, "ls /").split()) == sorted(os.listdir(rootfs)), "`ls /` should list the rootfs"
 
 
+def mount_sources(mountinfo: str) -> list[str]:
+    """The source field of each mount (after " - " come the type and the source): whole fields,
+    so that a name cannot match inside another (systemd's own mounts include "systemd-tmpfiles")."""
+    return [line.split(" - ", 1)[1].split()[1] for line in mountinfo.splitlines()]
+
+
 def test_mounts_made_inside_do_not_reach_the_host(md, rootfs):
-    out = inside(md, rootfs, "mkdir -p /mnt/md && mount -t tmpfs md-tmp /mnt/md && grep -c md-tmp /proc/mounts")
-    assert out.strip() == "1", "the mount should exist inside the container"
+    source = f"md-test-{uuid.uuid4().hex[:12]}"  # a tmpfs source no booted system has
+    out = inside(md, rootfs, f"mkdir -p /mnt/md && mount -t tmpfs {source} /mnt/md && cat /proc/self/mountinfo")
+    assert mount_sources(out).count(source) == 1, "the mount should exist inside the container"
     with open("/proc/self/mountinfo") as f:
-        assert "md-tmp" not in f.read(), "a container's mount appeared on the host: make mounts private (docs/01-isolation.md#ex-01-private-mounts)"
+        assert source not in mount_sources(f.read()), (
+            "a container's mount appeared on the host: make mounts private (docs/01-isolation.md#ex-01-private-mounts)")
 
 
 def test_ipc_objects_of_the_host_are_invisible(md, rootfs):
