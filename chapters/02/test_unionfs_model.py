@@ -13,9 +13,10 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 
 import pytest
-from hypothesis import Phase, settings, strategies as st
+from hypothesis import Phase, given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 import harness
@@ -23,7 +24,11 @@ layertrees = importlib.import_module("chapters.02.layertrees")  # "02" is no Pyt
 from minidocker.unionfs import overlay
 from minidocker.unionfs.model import Union, is_whiteout
 
-EXAMPLES, STEPS = 150, 25
+# How many runs. Each run mounts an overlay and compares two trees after every step: about 60 ms
+# on a laptop of today, ten times that under QEMU's emulation (the lab VM) or on an old laptop.
+# So this machine's measured speed sets the number of runs: as many as fit in BUDGET seconds,
+# at least MIN_EXAMPLES and at most EXAMPLES. A slow machine is then slow, not red.
+EXAMPLES, MIN_EXAMPLES, STEPS, BUDGET = 150, 20, 25, 8.0
 MODES = [0o755, 0o700, 0o644, 0o600, 0o444, 0o000]
 DOCS = "docs/02-unionfs.md"
 
@@ -190,10 +195,60 @@ class UnionMachine(RuleBasedStateMachine):
 def test_model_matches_overlayfs(tmp_path):
     harness.need_root()
     UnionMachine.base = str(tmp_path)
+    examples = examples_for(seconds_per_run(str(tmp_path)))
     # No shrinking: each attempt mounts an overlay, and shrinking a long failing run would take
     # minutes. The failure shows the whole run instead, and the scenarios below pin down each rule.
     run_state_machine_as_test(UnionMachine, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, phases=[Phase.explicit, Phase.reuse, Phase.generate]))
+        max_examples=examples, stateful_step_count=STEPS, phases=[Phase.explicit, Phase.reuse, Phase.generate]))
+
+
+def examples_for(seconds_per_run: float) -> int:
+    return max(MIN_EXAMPLES, min(EXAMPLES, int(BUDGET / seconds_per_run)))
+
+
+# One typical run, always the same: three layers, then STEPS operations of every kind.
+TYPICAL_STACK = [
+    {"a/a": ("file", 0o644, b"0"), "b": ("dir", True), "b/c": ("file", 0o600, b"1"), "c": ("link", "a")},
+    {"a/b": ("file", 0o644, b"2"), "b/a": ("file", 0o644, b"3"), "c/a": ("file", 0o755, b"4")},
+    {"a/c/a": ("file", 0o444, b"5"), "e": ("whiteout",)},
+]
+TYPICAL_STEPS = [
+    ("write", "a/a", b"+", True), ("write", "a/d", b"new", False), ("mkdir", "d"), ("mkdir", "d/a"),
+    ("write", "d/a/b", b"x", False), ("symlink", "a", "e"), ("rename", "a/b", "d/b"), ("chmod", "a", 0o700),
+    ("unlink", "a/a"), ("rmtree", "a/c"), ("rmdir", "a"), ("write", "b/a", b"+", True), ("unlink", "b/c"),
+    ("rename", "d/a", "d/c"), ("mkdir", "a/c"), ("write", "a/c/e", b"e", False), ("chmod", "b/a", 0o600),
+    ("rmtree", "b"), ("mkdir", "b"), ("symlink", "/etc/passwd", "b/a"), ("unlink", "e"),
+    ("rename", "a/d", "c"), ("write", "d/b", b"+", True), ("rmtree", "d"), ("mkdir", "d"),
+]
+
+
+def seconds_per_run(base: str) -> float:
+    """How long one typical run takes here: the best of three, so that a moment of load from
+    elsewhere does not count. (It checks the model on the way, like any run.)"""
+    best = float("inf")
+    for _ in range(3):
+        start, machine = time.monotonic(), UnionMachine()
+        try:
+            machine.build(TYPICAL_STACK)
+            machine.same_tree()
+            for step in TYPICAL_STEPS:
+                machine.both(*step)
+                machine.same_tree()
+        finally:
+            machine.teardown()
+        best = min(best, time.monotonic() - start)
+    return best
+
+
+@given(seconds=st.floats(min_value=0.001, max_value=60))
+def test_a_slower_machine_runs_fewer_examples(seconds):
+    """On the lab VM (QEMU, about 10x slower) the state machine once ran into pytest's 120 s
+    timeout. Its number of runs comes from the machine's speed: within the budget when it can be."""
+    examples = examples_for(seconds)
+    assert MIN_EXAMPLES <= examples <= EXAMPLES
+    assert examples == MIN_EXAMPLES or examples * seconds <= BUDGET, f"{examples} runs of {seconds} s overrun the budget"
+    assert examples_for(seconds * 10) <= examples, "a slower machine must not run more examples"
+    assert examples_for(BUDGET / EXAMPLES) == EXAMPLES, "a fast machine runs them all"
 
 
 # ---------------------------------------------------------------------------------------------
