@@ -53,10 +53,38 @@ def check_namespace(name: str) -> Check:
                  f"enable {option} in the kernel, or use the lab VM (vagrant up)")
 
 
-def check_overlayfs() -> Check:
-    with open("/proc/filesystems") as f:
-        ok = any(line.split()[-1] == "overlay" for line in f if line.strip())
-    return Check("overlayfs", ok, "listed in /proc/filesystems" if ok else "missing", "modprobe overlay")
+def check_overlayfs(filesystems: str = "/proc/filesystems", modules: str | None = None) -> Check:
+    """Usable when the kernel has overlayfs now, or loads it on demand.
+
+    /proc/filesystems lists the filesystem types the kernel has *now*: built in, or a module
+    already loaded. Debian builds overlayfs as a module, loaded at the first overlay mount (the
+    kernel asks modprobe for "fs-overlay"), so a fresh machine does not list it yet; then the
+    module's entry in modules.dep, modprobe's index, says it can be loaded.
+    """
+    with open(filesystems) as f:
+        if any(line.split()[-1] == "overlay" for line in f if line.strip()):
+            return Check("overlayfs", True, f"listed in {filesystems}")
+    modules = modules or f"/lib/modules/{platform.release()}"
+    module = overlay_module(modules)
+    if module:
+        return Check("overlayfs", True, f"module {module}, loaded at the first overlay mount")
+    return Check("overlayfs", False, f"not in the kernel, and no overlay module in {modules}",
+                 "install your kernel's modules (Ubuntu: apt-get install linux-modules-$(uname -r)), "
+                 "or use the lab VM (vagrant up)")
+
+
+def overlay_module(modules: str) -> str | None:
+    """The overlay module's file, as modules.dep lists it ("kernel/fs/overlayfs/overlay.ko.xz:
+    DEPENDENCIES"), if it is there; None if not."""
+    try:
+        with open(os.path.join(modules, "modules.dep")) as f:
+            for line in f:
+                path = line.split(":", 1)[0]
+                if os.path.basename(path).split(".ko")[0] == "overlay" and os.path.exists(os.path.join(modules, path)):
+                    return os.path.join(modules, path)
+    except FileNotFoundError:  # no modules at all for this kernel (a container's, a VM's own)
+        pass
+    return None
 
 
 def check_cgroups() -> Check:
