@@ -228,6 +228,14 @@ def test_a_broken_tar_is_one_clear_error(place, data):
     assert "tar" in refused(place, io.BytesIO(data))
 
 
+def test_the_target_must_be_a_directory(tmp_path):
+    (tmp_path / "file").write_text("")
+    for target in (tmp_path / "missing", tmp_path / "file"):
+        with pytest.raises(MinidockerError, match="not a directory"):
+            changeset.apply(make_tar(E("x")), str(target))
+    assert sorted(os.listdir(tmp_path)) == ["file"], "apply makes nothing when it cannot apply"
+
+
 # ---------------------------------------------------------------------------------------------
 # Any layer at all: it stays inside, and either applies or changes nothing
 

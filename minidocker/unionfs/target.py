@@ -8,7 +8,9 @@
   on an xattr the filesystem refuses, still leaves the target as it was.
 
 Both answer the same questions (what is at this name? what does this directory hold?), so one
-function, `resolve`, finds names in both, and `apply` runs the same walk over both.
+function, `resolve`, finds names in both, and `apply` runs the same walk over both. Nothing else
+may write into the target meanwhile (an engine applies a layer to a directory of its own): a
+path resolved here is safe only as long as no one else turns a directory in it into a symlink.
 See docs/02-unionfs.md#safety.
 """
 
@@ -161,11 +163,10 @@ class Disk:
             return
         self.kept.add(name)
         path = self.path(name)
-        st = os.lstat(path)
-        xattrs = {k: os.getxattr(path, k, follow_symlinks=False) for k in os.listxattr(path, follow_symlinks=False)}
+        st, xattrs = os.lstat(path), _xattrs(path)
 
         def restore():
-            for key in os.listxattr(path, follow_symlinks=False):
+            for key in _xattrs(path):
                 if key not in xattrs:
                     os.removexattr(path, key, follow_symlinks=False)
             for key, value in xattrs.items():
@@ -256,6 +257,16 @@ class Disk:
     def set_time(self, name: str, mtime: float) -> None:
         self.keep(name)
         os.utime(self.path(name), (mtime, mtime), follow_symlinks=False)
+
+
+def _xattrs(path: str) -> dict[str, bytes]:
+    try:
+        keys = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno != errno.EOPNOTSUPP:  # a filesystem without xattrs has none to keep
+            raise
+        keys = []
+    return {key: os.getxattr(path, key, follow_symlinks=False) for key in keys}
 
 
 XATTR_PAX = "SCHILY.xattr."  # how PAX tars (GNU tar --xattrs, Docker) carry extended attributes
