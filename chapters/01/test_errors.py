@@ -67,6 +67,7 @@ def containers() -> list[str]:
     (["-u", "4294967295"], ["uids and gids must be in range"]),   # (uid_t)-1: "no change" to setuid
     (["-h", "x" * 65], ["hostname"]),                            # sethostname takes 64 bytes...
     (["-h", "é" * 33], ["hostname"]),                            # ...and é is two of them
+    (["-h", "md\udcff"], ["hostname"]),                         # a byte that is no UTF-8
     (["-m", "99999999999999999999999g"], ["-m, --memory", "out of range"]),
     (["-m", "-5m"], ["-m, --memory", "invalid size"]),
     (["--pids-limit", "99999999"], ["pids limit"]),              # over the kernel's PID_MAX_LIMIT

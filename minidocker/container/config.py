@@ -50,7 +50,11 @@ def check(config: dict, host_config: dict) -> None:
     if config.get("User"):
         parse_user(config["User"])
     hostname = config.get("Hostname") or ""
-    if len(hostname.encode("utf-8", "surrogateescape")) > HOST_NAME_MAX:
+    try:
+        size = len(hostname.encode())
+    except UnicodeEncodeError:  # bytes that were no UTF-8 on our command line
+        raise MinidockerError(f"invalid hostname {hostname!r}", "a hostname is UTF-8 text") from None
+    if size > HOST_NAME_MAX:
         raise MinidockerError(f"invalid hostname {hostname[:20]}…",
                               f"sethostname takes at most {HOST_NAME_MAX} bytes: fewer if not plain ASCII")
     for item in config.get("Env") or []:
