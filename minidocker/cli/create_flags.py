@@ -13,10 +13,10 @@ tests/test_create_body.py checks this module against the real docker CLI, flag b
 import os
 import re
 
+from minidocker.container.config import INT64_MAX, INT64_MIN  # the Engine API's numbers are Go int64s
 from minidocker.errors import MinidockerError
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
-INT64_MAX = 2**63 - 1  # the Engine API's numbers are Go int64s
 
 
 def _invalid(text: str, flag: str, why: str, hint: str) -> MinidockerError:
@@ -64,7 +64,7 @@ def parse_int64(text: str, flag: str) -> int:
         number = int(text, 0)
     except ValueError:
         raise _invalid(text, flag, f'strconv.ParseInt: parsing "{text}": invalid syntax', "use a whole number") from None
-    if not -INT64_MAX - 1 <= number <= INT64_MAX:
+    if not INT64_MIN <= number <= INT64_MAX:
         raise _invalid(text, flag, f'strconv.ParseInt: parsing "{text}": value out of range', "use a smaller number")
     return number
 
