@@ -194,6 +194,10 @@ def init(dest: str, from_chapter: int = 1) -> dict:
     root = Path(dest).resolve()
     if (root / "minidocker").exists():
         raise MinidockerError(f"{root} already holds a lab", "choose a new directory: a lab is never overwritten")
+    have = sorted({ex.chapter for ex, _ in exercises(PACKAGE)})
+    if not any(chapter >= from_chapter for chapter in have):  # a lab with nothing to write
+        raise MinidockerError(f"no exercises from chapter {from_chapter:02d} on",
+                              f"the chapters with exercises are {', '.join(f'{c:02d}' for c in have) or 'none'}")
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".md-lab-", dir=root.parent) as tmp:
         copy = Path(tmp) / "minidocker"  # built aside, then moved in: no half-made lab on error
@@ -281,8 +285,9 @@ def run_chapter(chapter: Path, impl: Path, *args: str, tests=(), env=None) -> su
     (which understands --impl) is the one that loads. `tests` may pick node ids of the chapter."""
     env = {k: v for k, v in os.environ.items() if k not in ("MINIDOCKER_IMPL", "PYTEST_CURRENT_TEST")} | (env or {})
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no root-owned __pycache__ in the student's lab
+    # --tb=short: the report keeps the failing line and the hint, not pages of source.
     return subprocess.run([sys.executable, "-m", "pytest", *(tests or [str(chapter)]), "--impl", str(impl),
-                           "-q", "-p", "no:cacheprovider", *args],
+                           "-q", "--tb=short", "-p", "no:cacheprovider", *args],
                           cwd=chapter.parent.parent, env=env, capture_output=True, text=True)
 
 
