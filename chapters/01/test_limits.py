@@ -4,20 +4,19 @@ blank, that is where its hint is."""
 
 import json
 import os
-import time
 
 import pytest
 
+import harness
 from minidocker import cgroups
 
 LIMITS = "docs/01-isolation.md#ex-01-cgroup-limits"
 
 
 def ran(out, *expected_codes: int) -> None:
-    """Fail with the command's stderr, and no more, when it exited with another code."""
+    """Fail with how the command ended and its stderr, and no more, when it exited otherwise."""
     if out.returncode not in expected_codes:
-        pytest.fail(f"`minidocker {' '.join(map(str, out.args[3:]))}` exited {out.returncode}, "
-                    f"expected {' or '.join(map(str, expected_codes))}:\n{out.stderr.strip()[-1500:]}", pytrace=False)
+        pytest.fail(f"expected exit {' or '.join(map(str, expected_codes))} {harness.explain(out)}", pytrace=False)
 
 
 def test_memory_limit_oom_kills_with_137_and_inspect_says_so(md, rootfs):
@@ -37,13 +36,13 @@ def test_pids_limit_contains_a_fork_bomb(md, rootfs, container):
     # `exec sleep`: PID 1 must not need a fork of its own once the bomb has used every pid.
     cid = container("sh", "-c", "bomb() { bomb | bomb & }; bomb 2>/dev/null; exec sleep 30", flags=("--pids-limit", "20"))
     group = cgroups.for_container(cid)
-    deadline, pids = time.monotonic() + 30, None
-    while time.monotonic() < deadline:  # the bomb fills the cgroup up to its limit, then stays
+
+    def filled():  # the bomb fills the cgroup up to its limit, and stays there
         pids = group.stats()["pids"]
-        if pids is not None and pids >= 10:
-            break
-        time.sleep(0.05)
-    assert pids is not None and 10 <= pids <= 20, (
+        return pids if pids is not None and pids >= 10 else None
+
+    pids = harness.wait_until(filled, "the fork bomb to fill the cgroup", timeout=30)
+    assert 10 <= pids <= 20, (
         f"--pids-limit 20: the bomb should be held at 20 processes, the cgroup has {pids} — see {LIMITS}")
     inspect = md("inspect", cid)
     ran(inspect, 0)
