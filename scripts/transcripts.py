@@ -11,7 +11,7 @@ works in a temp dir, and shows it as the lab VM would: the temp dir as /tmp (so 
 /tmp/rootfs, as docs/01 builds it), the lab as /home/vagrant/lab, the checkout as /minidocker.
 A few lines depend on the host rather than on the code (the cgroup layout, which of the paths a
 container hides exist, the kernel). docs/transcripts/host.json records the host a transcript was
-made on; on another host the check leaves those lines out (`HostSpecific`).
+made on; on another host the check leaves those lines out (`Transcript.host_specific`).
 
 `lab grade` takes a minute, too slow for the test: its results are kept in lab-grade.json, and the
 test replays them through lab.py's own printing and checks that they name today's tests.
@@ -324,8 +324,8 @@ def record_grade(session: Session) -> tuple[str, dict]:
 
 def dump_grade(tests: dict) -> str:
     """lab-grade.json with one test a line, so that a new run's diff shows which tests changed."""
-    chapters = [f"  {json.dumps(ch)}: [\n" + ",\n".join(f"    {json.dumps(t, ensure_ascii=False)}" for t in rows) + "\n  ]"
-                for ch, rows in tests.items()]
+    chapters = [f"  {json.dumps(ch)}: [\n" + ",\n".join(f"    {json.dumps(t, ensure_ascii=False)}" for t in rows)
+                + "\n  ]" for ch, rows in tests.items()]
     return "{\n" + ",\n".join(chapters) + "\n}\n"
 
 
@@ -353,8 +353,8 @@ def check_grade(session: Session) -> list[str]:
         suite = ET.Element("testsuite")
         for test, outcome, message in tests[chapter.name]:
             module, *rest = test.split("::")
-            case = ET.SubElement(suite, "testcase", classname=".".join(["chapters", chapter.name, module[:-3], *rest[:-1]]),
-                                 name=rest[-1])
+            classname = ".".join(["chapters", chapter.name, module.removesuffix(".py"), *rest[:-1]])
+            case = ET.SubElement(suite, "testcase", classname=classname, name=rest[-1])
             if outcome != "passed":
                 ET.SubElement(case, "failure" if outcome == "failed" else "skipped", message=message)
         ET.ElementTree(suite).write(junitxml.removeprefix("--junitxml="))
