@@ -38,10 +38,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_version(args) -> int:
+    """One line. The Engine API is named only once a daemon serves it (chapter 07): until then
+    the engine's functions take and return its JSON, but nothing listens for its requests."""
+    import importlib.util
     import platform
 
-    print(f"minidocker version {__version__} (Docker Engine API {API_VERSION}), "
-          f"Python {platform.python_version()}, Linux {platform.release()}")
+    serves_api = importlib.util.find_spec("minidocker.daemon") is not None
+    api = f"Docker Engine API {API_VERSION}" if serves_api else "no Engine API yet: the daemon comes in chapter 07"
+    print(f"minidocker version {__version__} ({api}), Python {platform.python_version()}, Linux {platform.release()}")
     return 0
 
 
@@ -66,10 +70,31 @@ def cmd_rootfs(args) -> int:
 # every command when they name none of its own.
 PLUGINS = {
     "minidocker.cli.container": ("run", "create", "start", "ps", "logs", "stop", "wait", "kill", "rm", "exec",
-                                 "inspect", "diff"),  # the keys of its COMMANDS
+                                 "inspect", "diff", "pause", "unpause", "stats", "top"),  # its COMMANDS' keys
     "minidocker.lab": ("lab",),  # classroom labs
     "minidocker.cli.runtime": ("runtime",),  # the OCI runtime alone, as runc
 }
+
+
+# Docker's commands that later chapters bring. Until a plugin serves one, it answers in one line
+# which chapter to read, as `run` without --rootfs points to chapter 03 (and so do the flags of
+# later chapters, -v, -p, --network: cli/container.py).
+LATER = {"images": "03", "image": "03", "pull": "03", "push": "03", "rmi": "03", "tag": "03",
+         "commit": "03", "save": "03", "load": "03", "network": "04", "port": "04", "volume": "05",
+         "build": "06", "daemon": "07"}
+UNTIL_THEN = {"03": "images; until then a container runs from a directory: run --rootfs DIR -- CMD",
+              "04": "networks; until then a container has only its own loopback, Docker's --network none",
+              "05": "volumes; until then a container sees only its --rootfs",
+              "06": "build; until then a root filesystem is built by `minidocker rootfs DIR`",
+              "07": "the daemon; until then each minidocker command is the engine itself"}
+
+
+def later(what: str, chapter: str) -> MinidockerError:
+    return MinidockerError(f"{what} comes in chapter {chapter}", UNTIL_THEN[chapter])
+
+
+def cmd_later(args) -> int:
+    raise later(args.command, LATER[args.command])
 
 
 def build_parser(*words: str) -> Parser:
@@ -96,6 +121,12 @@ def build_parser(*words: str) -> Parser:
                 raise
             continue
         mod.add_commands(sub, words)
+    for name, chapter in LATER.items():
+        if name not in sub.choices:
+            # prefix_chars no word can start with: `images -q` is refused whatever its flags.
+            placeholder = sub.add_parser(name, help=f"comes in chapter {chapter}", prefix_chars="\0", add_help=False)
+            placeholder.add_argument("anything", nargs="*")
+            placeholder.set_defaults(func=cmd_later)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""The container commands: run, create, start, ps, logs, stop, wait, kill, rm, exec, inspect.
+"""The container commands: run, create, start, ps, logs, stop, wait, kill, rm, exec, inspect, diff,
+pause, unpause, stats, top.
 
 Each command is a thin translation, as the docker CLI is: flags become the JSON body of an Engine
 API request (create_flags.py), the engine function is called (minidocker/container/), and its
@@ -59,24 +60,39 @@ def cmd_start(args) -> int:
     return 0
 
 
-def cmd_ps(args) -> int:
-    from minidocker.container.inspect import human_duration, list_containers
+# The fields `ps --format` offers, under the names of the docker CLI's container context.
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
+PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 
-    shown = list_containers(all=args.all)
-    if args.quiet:
-        for c in shown:
-            print(c["Id"][:12])
-        return 0
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    for c in shown:
-        command = c["Command"]
-        command = f'"{command[:17]}…"' if len(command) > 20 else f'"{command}"'
-        rows.append((c["Id"][:12], c["Image"], command, f"{human_duration(time.time() - c['Created'])} ago",
-                     c["Status"], c["Names"][0].lstrip("/")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+
+def cmd_ps(args) -> int:
+    from minidocker.container import formatting
+    from minidocker.container.inspect import list_containers
+
+    format = "{{.ID}}" if args.quiet else args.format or PS_TABLE
+    rows = [_ps_row(c, trunc=not args.no_trunc) for c in list_containers(all=args.all)]
+    sys.stdout.write(formatting.write(format, rows, PS_HEADERS))
     return 0
+
+
+def _ps_row(c: dict, trunc: bool) -> dict[str, str]:
+    """One container of GET /containers/json, as the docker CLI words it for `ps`."""
+    from minidocker.container.formatting import ellipsis, go_quote
+    from minidocker.container.inspect import human_duration
+
+    return {"ID": c["Id"][:12] if trunc else c["Id"], "Image": c["Image"] or "<no image>",
+            # The command is cut to 20 columns unless --no-trunc, then quoted as Go quotes it.
+            "Command": go_quote(ellipsis(c["Command"], 20) if trunc else c["Command"]),
+            "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(c["Created"])),
+            "RunningFor": f"{human_duration(time.time() - c['Created'])} ago",
+            "Ports": "",  # published ports come in chapter 04
+            "State": c["State"], "Status": c["Status"],
+            "Names": ",".join(n.lstrip("/") for n in c["Names"][:1 if trunc else None]),
+            "Labels": ",".join(f"{k}={v}" for k, v in c["Labels"].items()),
+            "Mounts": ",".join(m.get("Name", "") for m in c["Mounts"]),
+            "Networks": ",".join(sorted(c["NetworkSettings"]["Networks"]))}
 
 
 def cmd_logs(args) -> int:
@@ -89,15 +105,35 @@ def cmd_logs(args) -> int:
 def cmd_inspect(args) -> int:
     from minidocker.container.inspect import inspect
 
-    print(json.dumps([inspect(ref) for ref in args.containers], indent=4))
+    if args.format is None:
+        print(json.dumps([inspect(ref) for ref in args.containers], indent=4))
+        return 0
+    from minidocker.container import gotemplate
+
+    gotemplate.parse(args.format)  # a template that does not parse is refused before any lookup
+    for ref in args.containers:
+        print(gotemplate.render(args.format, inspect(ref)))
     return 0
+
+
+def _each(refs: list[str], action) -> int:
+    """Docker's way with CONTAINER...: act on each, print the name of each one that worked, and
+    report the ones that failed (one line each) at the end, instead of stopping at the first."""
+    failed = []
+    for ref in refs:
+        try:
+            action(ref)
+        except MinidockerError as e:
+            failed.append(e)
+            continue
+        print(ref, flush=True)
+    for e in failed:
+        print("minidocker:", e, file=sys.stderr)
+    return failed[-1].exit_code if failed else 0
 
 
 def cmd_stop(args) -> int:
-    for ref in args.containers:
-        lifecycle.stop(ref, args.time)
-        print(ref)
-    return 0
+    return _each(args.containers, lambda ref: lifecycle.stop(ref, args.time))
 
 
 def cmd_wait(args) -> int:
@@ -109,16 +145,57 @@ def cmd_wait(args) -> int:
 
 def cmd_kill(args) -> int:
     lifecycle.parse_signal(args.signal)  # a bad signal is refused before any container is touched
-    for ref in args.containers:
-        lifecycle.kill(ref, args.signal)
-        print(ref)
-    return 0
+    return _each(args.containers, lambda ref: lifecycle.kill(ref, args.signal))
 
 
 def cmd_rm(args) -> int:
-    for ref in args.containers:
-        lifecycle.remove(ref, force=args.force)
-        print(ref)
+    return _each(args.containers, lambda ref: lifecycle.remove(ref, force=args.force))
+
+
+def cmd_pause(args) -> int:
+    return _each(args.containers, lifecycle.pause)
+
+
+def cmd_unpause(args) -> int:
+    return _each(args.containers, lifecycle.unpause)
+
+
+def cmd_stats(args) -> int:
+    """`docker stats`: one table (--no-stream), or a table redrawn every second until ^C."""
+    from minidocker.container import formatting, stats
+
+    trunc, format = not args.no_trunc, args.format or stats.TABLE
+    formatting.write(format, [], stats.HEADERS)  # a bad --format is refused before any sampling
+    if args.containers:
+        chosen = [(lifecycle.find(ref), ref) for ref in args.containers]  # an unknown one: refused now
+    while True:
+        if not args.containers:  # all running (or all) containers, looked up again for each table
+            from minidocker.container.inspect import list_containers
+
+            chosen = [(lifecycle.find(c["Id"]), c["Id"]) for c in list_containers(all=args.all)]
+        answers = stats.stats([c for c, _ in chosen])
+        rows = [stats.row(answer, asked, trunc) for answer, (_, asked) in zip(answers, chosen)]
+        if args.no_stream:
+            if rows:  # nothing at all, not even the header, when no container runs
+                sys.stdout.write(formatting.write(format, rows, stats.HEADERS))
+            return 0
+        # Redraw in place, as the docker CLI does: cursor home, each line then "erase to the end
+        # of the line", and "erase below" for what a longer previous table left.
+        table = formatting.write(format, rows, stats.HEADERS) if rows else ""
+        sys.stdout.write("\033[H" + "".join(line + "\033[K\n" for line in table.split("\n")) + "\033[J")
+        sys.stdout.flush()
+        if args.containers:
+            chosen = [(lifecycle.find(c.id), asked) for c, asked in chosen]  # their state now
+
+
+def cmd_top(args) -> int:
+    """`docker top CONTAINER [ps OPTIONS]`: the host's ps, narrowed to the container's cgroup."""
+    from minidocker.container import formatting
+    from minidocker.container.top import top
+
+    processes = top(args.container, " ".join(args.ps_options))
+    lines = ["\t".join(processes["Titles"])] + ["\t".join(p) for p in processes["Processes"]]
+    sys.stdout.write(formatting.tabwriter(lines, minwidth=20))  # the docker CLI's top: 20 columns
     return 0
 
 
@@ -161,7 +238,25 @@ def _create_flags(p) -> None:
     p.add_argument("--pids-limit", help="the most processes the container may have (-1: no limit)")
     p.add_argument("--cpus", help="CPU time, in CPUs, e.g. 0.5")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    # Docker's flags that later chapters bring: each answers which chapter, in one line.
+    for flags, chapter in ((("-v", "--volume"), "05"), (("--mount",), "05"), (("-p", "--publish"), "04"),
+                           (("-P", "--publish-all"), "04"), (("--network", "--net"), "04")):
+        p.add_argument(*flags, action=Later, nargs=0 if flags[0] == "-P" else None, chapter=chapter,
+                       help=f"comes in chapter {chapter}")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
+
+
+class Later(argparse.Action):
+    """A flag of a later chapter: refused as soon as it is given, with the chapter to read."""
+
+    def __init__(self, option_strings, dest, chapter: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.chapter = chapter
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from minidocker.cli import later
+
+        raise later(option_string, self.chapter)
 
 
 def _run_flags(p) -> None:
@@ -178,6 +273,27 @@ def _start_flags(p) -> None:
 def _ps_flags(p) -> None:
     p.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate ids and commands")
+    p.add_argument("--format", help="a Go template per container, 'table TEMPLATE' or 'json'")
+
+
+def _inspect_flags(p) -> None:
+    p.add_argument("-f", "--format", help="a Go template, e.g. '{{.State.Pid}}' or '{{json .Config}}'")
+    p.add_argument("containers", nargs="+")
+
+
+def _stats_flags(p) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="all containers (default: the running ones)")
+    p.add_argument("--no-stream", action="store_true", help="print one table and exit")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate ids")
+    p.add_argument("--format", help="a Go template per container, 'table TEMPLATE' or 'json'")
+    p.add_argument("containers", nargs="*")
+
+
+def _top_flags(p) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    # Everything after the container is for ps, flags included, as the docker CLI takes it.
+    p.add_argument("ps_options", nargs=argparse.REMAINDER, metavar="[ps OPTIONS]")
 
 
 def _logs_flags(p) -> None:
@@ -234,7 +350,11 @@ COMMANDS = {
     "rm": ("remove containers", _rm_flags, cmd_rm),
     "exec": ("run a command in a running container", _exec_flags, cmd_exec),
     "diff": ("inspect changes to files or directories on a container's filesystem", _one_container, cmd_diff),
-    "inspect": ("show a container's configuration and state as JSON", _containers, cmd_inspect),
+    "inspect": ("show a container's configuration and state as JSON", _inspect_flags, cmd_inspect),
+    "pause": ("pause all processes within containers (the cgroup freezer)", _containers, cmd_pause),
+    "unpause": ("unpause all processes within containers", _containers, cmd_unpause),
+    "stats": ("show containers' CPU, memory and process counts", _stats_flags, cmd_stats),
+    "top": ("show a container's processes", _top_flags, cmd_top),
 }
 
 

@@ -23,6 +23,7 @@ def write(format: str, rows: list[dict], headers: dict[str, str]) -> str:
     table = format.startswith("table")
     template = format.removeprefix("table").strip(" ") if table else format
     template = template.replace("\\t", "\t").replace("\\n", "\n")  # as typed in a shell: '\t'
+    gotemplate.parse(template)  # a bad template is refused even when there is no row to show
     lines = [gotemplate.render(template, row) for row in rows]
     if not table:
         return "".join(line + "\n" for line in lines)
@@ -96,7 +97,7 @@ DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
 
 def _scaled(size: float, base: int, units: tuple[str, ...]) -> tuple[float, str]:
-    i = 0
+    i, size = 0, float(size)  # Go divides a float64, and so rounds as we do
     while size >= base and i < len(units) - 1:
         size /= base
         i += 1

@@ -12,32 +12,37 @@ def _since(timestamp: str) -> float:
 
 
 def human_duration(seconds: float) -> str:
-    """A duration as Docker words it: "Less than a second", "About a minute", "3 hours"."""
-    minutes, hours, days = seconds / 60, seconds / 3600, seconds / 86400
+    """A duration as Docker words it (go-units' HumanDuration): "Less than a second", "About a
+    minute", "3 hours". Hours are rounded (1.5 hours is "2 hours"); the longer units count
+    whole days, weeks (7 days) and months (30 days) of those rounded hours."""
+    minutes, hours = int(seconds / 60), int(seconds / 3600 + 0.5)
     if seconds < 1:
         return "Less than a second"
     if seconds < 60:
         return "1 second" if int(seconds) == 1 else f"{int(seconds)} seconds"
-    if minutes < 2:
+    if minutes == 1:
         return "About a minute"
     if minutes < 60:
-        return f"{int(minutes)} minutes"
-    if hours < 2:
+        return f"{minutes} minutes"
+    if hours == 1:
         return "About an hour"
     if hours < 48:
-        return f"{int(hours)} hours"
-    if days < 14:
-        return f"{int(days)} days"
-    if days < 60:
-        return f"{int(days / 7)} weeks"
-    return f"{int(days / 30)} months" if days < 730 else f"{int(days / 365)} years"
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def status_line(c: records.Container) -> str:
-    """Docker's Status: "Up 5 seconds", "Exited (0) 3 seconds ago", "Created"."""
+    """Docker's Status: "Up 5 seconds", "Up 2 minutes (Paused)", "Exited (0) 3 seconds ago", "Created"."""
     s = c.state
     if s["Running"]:
-        return f"Up {human_duration(_since(s['StartedAt']))}"
+        up = f"Up {human_duration(_since(s['StartedAt']))}"
+        return f"{up} (Paused)" if s.get("Paused") else up
     if s["Status"] == "exited":
         return f"Exited ({s['ExitCode']}) {human_duration(_since(s['FinishedAt']))} ago"
     return "Created"
@@ -49,7 +54,16 @@ def inspect(ref: str) -> dict:
     shown_state = {k: v for k, v in c.state.items() if not k.startswith("Supervisor")}
     return {**c.record, "State": shown_state, "LogPath": c.log_path,
             "GraphDriver": {"Name": "overlay2" if c.upperdir else "none",
-                            "Data": {"UpperDir": c.upperdir, "LowerDir": ":".join(c.lowerdirs)} if c.upperdir else None}}
+                            "Data": {"UpperDir": c.upperdir, "LowerDir": ":".join(c.lowerdirs)} if c.upperdir else None},
+            "Mounts": [],  # volumes and bind mounts come in chapter 05
+            "NetworkSettings": network_settings()}
+
+
+def network_settings() -> dict:
+    """Until chapter 04 a container has a network namespace with only `lo` in it: what Docker
+    calls the "none" network. So `{{.NetworkSettings.IPAddress}}` is empty, as Docker's is."""
+    endpoint = {"Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}
+    return {"Bridge": "", "SandboxKey": "", "Ports": {}, **endpoint, "Networks": {"none": endpoint}}
 
 
 def list_containers(all: bool = False) -> list[dict]:
@@ -60,7 +74,8 @@ def list_containers(all: bool = False) -> list[dict]:
              "Command": " ".join(c.record["Config"]["Cmd"] or []),
              "Created": int(datetime.strptime(c.record["Created"][:19], "%Y-%m-%dT%H:%M:%S")
                             .replace(tzinfo=timezone.utc).timestamp()),
-             "State": c.state["Status"], "Status": status_line(c)} for c in shown]
+             "State": c.state["Status"], "Status": status_line(c), "Ports": [], "Labels": {}, "Mounts": [],
+             "NetworkSettings": {"Networks": network_settings()["Networks"]}} for c in shown]
 
 
 def changes(ref: str) -> list[dict]:

@@ -8,6 +8,7 @@ Each function takes and returns the Docker Engine API's JSON, as the daemon's en
     kill(ref, signal)                  POST   /containers/{id}/kill?signal=KILL
     wait(ref)                          POST   /containers/{id}/wait        -> {"StatusCode"}
     remove(ref, force)                 DELETE /containers/{id}?force=1
+    pause(ref), unpause(ref)           POST   /containers/{id}/pause, /unpause
 
 The command line (minidocker/cli/container.py) and the daemon (chapter 07) are two faces of these
 same functions. Before a function trusts a container's state it checks that the supervisor is
@@ -31,7 +32,7 @@ def refresh(c: records.Container) -> records.Container:
         # The container died with it (PDEATHSIG), unless it raced: delete kills what is left.
         runtime.delete(c.id, force=True)
         was_running = c.state["Running"]
-        c.save_state(Status="exited" if was_running else c.state["Status"], Running=False, Pid=0,
+        c.save_state(Status="exited" if was_running else c.state["Status"], Running=False, Paused=False, Pid=0,
                      ExitCode=137 if was_running else c.state["ExitCode"], SupervisorPid=0,
                      Error="the supervisor was killed", FinishedAt=store.now())
         if c.record["HostConfig"].get("AutoRemove"):
@@ -91,6 +92,8 @@ def start(ref: str, attach: supervisor.Attach | None = None) -> int | None:
     us, and we return once the container runs. Attached (`docker run` in the foreground, or
     `start -a`): we are the supervisor, the output goes to `attach`, and we return the exit code."""
     c = find(ref)
+    if c.state.get("Paused"):  # checked first: a paused container is running too
+        raise MinidockerError("cannot start a paused container, try unpause instead", f"minidocker unpause {ref}")
     if c.state["Running"]:
         return None
     if attach is None:
@@ -126,6 +129,13 @@ def _wait_exit(c: records.Container, timeout: float) -> bool:
 def _signal(c: records.Container, sig: int) -> None:
     if not c.state["Running"]:
         raise MinidockerError(f"container {c.name} is not running", "start it first")
+    if c.state.get("Paused"):
+        # A frozen process would keep the signal pending: Docker thaws a paused container on any
+        # kill (and so on stop's SIGTERM). Docker signals, then thaws; we thaw first, so that the
+        # wait for "thawed" cannot race with the exit the signal causes (and the supervisor
+        # removing the cgroup). The state is saved first, before its supervisor can record the exit.
+        c.save_state(Paused=False, Status="running")
+        _thaw(c)
     supervisor.signal_quietly(c.state["Pid"], sig)
 
 
@@ -180,9 +190,58 @@ def _remove(c: records.Container) -> None:
 def remove(ref: str, force: bool = False) -> None:
     c = find(ref)
     if c.state["Running"]:
+        if c.state.get("Paused") and not force:
+            raise MinidockerError("container is paused and must be unpaused first", "or force remove with -f")
         if not force:
             raise MinidockerError(f"cannot remove container {c.name}: container is running",
                                   "stop the container before removing or force remove with -f")
         _signal(c, signal.SIGKILL)
         _wait_exit(c, 10)
     _remove(c)
+
+
+# ---------------------------------------------------------------------------------------------
+# pause, unpause: the cgroup freezer (docs/commands.md#pause)
+
+
+def cgroup_of(c: records.Container):
+    """The container's cgroup, where the runtime put its processes (linux.cgroupsPath)."""
+    from minidocker.runtime import resources
+
+    return resources.cgroup_for(c.id, c.spec["linux"].get("cgroupsPath"))
+
+
+def pause(ref: str) -> None:
+    """Freeze every process of the container at once. Unlike SIGSTOP, which a process can see
+    (its parent is told; a shell prints "Stopped"), the freezer is invisible from inside: the
+    processes just get no more CPU time until they are thawed, as `runc pause` does it."""
+    c = find(ref)
+    if not c.state["Running"]:
+        raise MinidockerError(f"container {c.id} is not running", "start it first")
+    if c.state.get("Paused"):
+        raise MinidockerError(f"container {c.id} is already paused", f"minidocker unpause {ref}")
+    cgroup_of(c).freeze()  # returns once the kernel says every process is frozen
+    c.save_state(Paused=True, Status="paused")
+
+
+def unpause(ref: str) -> None:
+    c = find(ref)
+    if not c.state.get("Paused"):
+        raise MinidockerError(f"Container {c.id} is not paused", "see `minidocker ps`")
+    c.save_state(Paused=False, Status="running")  # first: thawed, it may exit at once
+    try:
+        _thaw(c)
+    except BaseException:
+        c.save_state(Paused=True, Status="paused")
+        raise
+
+
+def _thaw(c: records.Container) -> None:
+    cgroup = cgroup_of(c)
+    try:
+        cgroup.thaw()  # returns once the kernel says the cgroup is thawed
+    except MinidockerError:
+        # A signal sent just before (kill, rm -f) can end the container as soon as it thaws,
+        # and its supervisor then removes the cgroup: a cgroup that is gone has nothing frozen.
+        if cgroup.exists():
+            raise
