@@ -79,6 +79,7 @@ PLUGINS = {
 # Docker's commands that later chapters bring. Until a plugin serves one, it answers in one line
 # which chapter to read, as `run` without --rootfs points to chapter 03 (and so do the flags of
 # later chapters, -v, -p, --network: cli/container.py).
+# --8<-- [start:later]
 LATER = {"images": "03", "image": "03", "pull": "03", "push": "03", "rmi": "03", "tag": "03",
          "commit": "03", "save": "03", "load": "03", "network": "04", "port": "04", "volume": "05",
          "build": "06", "daemon": "07"}
@@ -87,6 +88,7 @@ UNTIL_THEN = {"03": "images; until then a container runs from a directory: run -
               "05": "volumes; until then a container sees only its --rootfs",
               "06": "build; until then a root filesystem is built by `minidocker rootfs DIR`",
               "07": "the daemon; until then each minidocker command is the engine itself"}
+# --8<-- [end:later]
 
 
 def later(what: str, chapter: str) -> MinidockerError:

@@ -16,6 +16,7 @@ import unicodedata
 from minidocker.container import gotemplate
 
 
+# --8<-- [start:write]
 def write(format: str, rows: list[dict], headers: dict[str, str]) -> str:
     """The docker CLI's formatter.Context.Write: `table ...` (with a header), `json`, or a template."""
     if format == "json":
@@ -31,6 +32,7 @@ def write(format: str, rows: list[dict], headers: dict[str, str]) -> str:
     # (json, upper, ...) passing a name through unchanged, as the CLI's HeaderFunctions do.
     header = gotemplate.render(template, headers, header=True)
     return tabwriter([header, *lines], minwidth=10)
+# --8<-- [end:write]
 
 
 def tabwriter(lines: list[str], minwidth: int, padding: int = 3) -> str:

@@ -296,6 +296,7 @@ class Run:
             return {"true": True, "false": False, "nil": None}[value]
         raise self.error(token, f"can't use function {value} as an argument; pipe into it: .X | {value}")
 
+    # --8<-- [start:field]
     def field(self, token: tuple, dot):
         """.A.B: look each name up in the map at hand, as Go does on JSON decoded into maps."""
         value = dot
@@ -310,6 +311,7 @@ class Run:
                 raise self.error(token, f"can't evaluate field {name} in type "
                                         f"{go_type(value) if depth == 0 else 'interface {}'}")
         return value
+    # --8<-- [end:field]
 
 
 # ---------------------------------------------------------------------------------------------

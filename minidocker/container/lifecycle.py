@@ -129,6 +129,7 @@ def _wait_exit(c: records.Container, timeout: float) -> bool:
 def _signal(c: records.Container, sig: int) -> None:
     if not c.state["Running"]:
         raise MinidockerError(f"container {c.name} is not running", "start it first")
+    # --8<-- [start:signal-paused]
     if c.state.get("Paused"):
         # A frozen process would keep the signal pending: Docker thaws a paused container on any
         # kill (and so on stop's SIGTERM). Docker signals, then thaws; we thaw first, so that the
@@ -137,6 +138,7 @@ def _signal(c: records.Container, sig: int) -> None:
         c.save_state(Paused=False, Status="running")
         _thaw(c)
     supervisor.signal_quietly(c.state["Pid"], sig)
+    # --8<-- [end:signal-paused]
 
 
 def stop(ref: str, timeout: float = 10) -> None:
@@ -211,6 +213,7 @@ def cgroup_of(c: records.Container):
     return resources.cgroup_for(c.id, c.spec["linux"].get("cgroupsPath"))
 
 
+# --8<-- [start:pause]
 def pause(ref: str) -> None:
     """Freeze every process of the container at once. Unlike SIGSTOP, which a process can see
     (its parent is told; a shell prints "Stopped"), the freezer is invisible from inside: the
@@ -222,6 +225,7 @@ def pause(ref: str) -> None:
         raise MinidockerError(f"container {c.id} is already paused", f"minidocker unpause {ref}")
     cgroup_of(c).freeze()  # returns once the kernel says every process is frozen
     c.save_state(Paused=True, Status="paused")
+# --8<-- [end:pause]
 
 
 def unpause(ref: str) -> None:

@@ -86,6 +86,7 @@ def _memory_stat(c: records.Container) -> dict[str, int]:
     return {key: int(value) for key, value in keyed(cgroup.file("memory", "memory.stat")).items()}
 
 
+# --8<-- [start:system-cpu]
 def system_cpu() -> tuple[int, int]:
     """All CPU time the machine spent, in ns, and its number of CPUs, from /proc/stat.
 
@@ -97,6 +98,7 @@ def system_cpu() -> tuple[int, int]:
     ticks = sum(int(field) for field in lines[0].split()[1:8])
     cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
     return ticks * 10**9 // os.sysconf("SC_CLK_TCK"), cpus
+# --8<-- [end:system-cpu]
 
 
 def machine_memory() -> int:
@@ -110,6 +112,7 @@ def machine_memory() -> int:
 # ---------------------------------------------------------------------------------------------
 # The CLI: what the docker CLI computes from an answer, and how it writes it
 
+# --8<-- [start:cpu-percent]
 def cpu_percent(previous: dict, current: dict) -> float:
     """The container's CPU time over the machine's, between two samples, times the CPUs."""
     # In floats, subtracted after the conversion, as the docker CLI computes it (to the last bit).
@@ -118,14 +121,17 @@ def cpu_percent(previous: dict, current: dict) -> float:
     if system > 0 and container > 0:
         return container / system * current["online_cpus"] * 100
     return 0.0
+# --8<-- [end:cpu-percent]
 
 
+# --8<-- [start:memory-used]
 def memory_used(memory: dict) -> int:
     """The use without the inactive page cache: file data the kernel can drop at any moment is
     not what a container needs. (v1 calls it total_inactive_file, v2 inactive_file.)"""
     usage, breakdown = memory.get("usage", 0), memory.get("stats") or {}
     cache = breakdown.get("total_inactive_file", breakdown.get("inactive_file", 0))
     return usage - cache if cache < usage else usage
+# --8<-- [end:memory-used]
 
 
 def row(answer: dict, asked_as: str, trunc: bool = True) -> dict[str, str]:

@@ -15,6 +15,7 @@ from minidocker.container.lifecycle import cgroup_of, find
 from minidocker.errors import MinidockerError
 
 
+# --8<-- [start:top]
 def top(ref: str, ps_args: str = "") -> dict:
     ps_args = ps_args or "-ef"
     _check(ps_args)
@@ -32,6 +33,7 @@ def top(ref: str, ps_args: str = "") -> dict:
             first_line = done.stderr.split("\n", 1)[0] or f"exit status {done.returncode}"
             raise MinidockerError(f"ps: {first_line}", "see `man ps` for its options")
     return parse_ps(done.stdout, set(pids))
+# --8<-- [end:top]
 
 
 def _check(ps_args: str) -> None:
