@@ -2,6 +2,7 @@
 busybox rootfs fixture and the leak check. The machinery lives in harness.py."""
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -105,11 +106,20 @@ def leak_check(request):
         pytest.fail(f"this test left things behind on the host: {leaks}", pytrace=False)
 
 
+# What a blanked exercise raises (lab.py's hint): "exercise 01 cgroup-join: Write ... — see URL".
+BLANK_EXERCISE = re.compile(r"(exercise \d\d [-a-z0-9]+: .*? — see \S+)")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Under CI=true a skipped test is a failed one: a skip there would hide a broken feature."""
+    """Under CI=true a skipped test is a failed one: a skip there would hide a broken feature.
+
+    A test that fails on a blank exercise says only that, in one line: the hint and where to
+    read, not a traceback and the test's locals (a lab student would get 1,900 lines of them)."""
     outcome = yield
     report = outcome.get_result()
     if harness.IN_CI and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which counts as a failure: {report.longrepr}"
+    if report.failed and call.excinfo is not None and (blank := BLANK_EXERCISE.search(str(call.excinfo.value))):
+        report.longrepr = f"blank exercise: {blank[1]}"
