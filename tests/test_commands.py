@@ -10,6 +10,8 @@ import contextlib
 import importlib
 import io
 import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -151,6 +153,32 @@ def test_stats_computes_cpu_as_the_docker_cli_does():
 def test_system_cpu_counts_this_machines_cpus():
     total_ns, cpus = engine_stats.system_cpu()
     assert cpus == os.cpu_count() and total_ns > 0
+
+
+def test_stats_without_no_stream_redraws_until_interrupted(md, rootfs):
+    harness.need_root()
+    cid = md("run", "-d", "--rootfs", rootfs, "--", "sleep", "300", check=True).stdout.strip()
+    streaming = harness.popen_cli("stats", cid[:12], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen = b""
+
+        def two_frames():
+            nonlocal seen
+            if select.select([streaming.stdout], [], [], 0.1)[0]:
+                seen += os.read(streaming.stdout.fileno(), 65536)
+            return seen.count(b"\033[J") >= 2
+
+        harness.wait_until(two_frames, "two tables from `stats`", timeout=15)
+        streaming.send_signal(signal.SIGINT)  # ^C
+        _, errors = streaming.communicate(timeout=10)
+    finally:
+        streaming.kill()
+        md("rm", "-f", cid)
+    frame = seen.split(b"\033[J")[0]
+    lines = frame.removeprefix(b"\033[H").split(b"\033[K\n")
+    assert frame.startswith(b"\033[H") and lines[0].startswith(b"CONTAINER ID") and lines[1].startswith(cid[:12].encode()), (
+        f"each table starts at the cursor's home and erases the rest of each line, as the docker CLI draws: {frame!r}")
+    assert streaming.returncode == 130 and errors == b"", "^C ends it quietly, with the shell's 130"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -124,11 +124,13 @@ def _each(refs: list[str], action) -> int:
         try:
             action(ref)
         except MinidockerError as e:
+            if os.environ.get("MINIDOCKER_DEBUG"):
+                raise
             failed.append(e)
             continue
         print(ref, flush=True)
-    for e in failed:
-        print("minidocker:", e, file=sys.stderr)
+    for e in failed:  # one line each, as cli/__init__.py's main() prints an error
+        print("minidocker:", str(e).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
     return failed[-1].exit_code if failed else 0
 
 
@@ -169,11 +171,10 @@ def cmd_stats(args) -> int:
     if args.containers:
         chosen = [(lifecycle.find(ref), ref) for ref in args.containers]  # an unknown one: refused now
     while True:
-        if not args.containers:  # all running (or all) containers, looked up again for each table
-            from minidocker.container.inspect import list_containers
-
-            chosen = [(lifecycle.find(c["Id"]), c["Id"]) for c in list_containers(all=args.all)]
-        answers = stats.stats([c for c, _ in chosen])
+        if not args.containers:  # the running containers (-a: all), newest first, for each table
+            everyone = sorted(lifecycle.all_containers(), key=lambda c: c.record["Created"], reverse=True)
+            chosen = [(c, c.id) for c in everyone if args.all or c.state["Running"]]
+        answers = stats.stats([c for c, _ in chosen])  # waits a second between samples if any runs
         rows = [stats.row(answer, asked, trunc) for answer, (_, asked) in zip(answers, chosen)]
         if args.no_stream:
             if rows:  # nothing at all, not even the header, when no container runs
@@ -184,6 +185,8 @@ def cmd_stats(args) -> int:
         table = formatting.write(format, rows, stats.HEADERS) if rows else ""
         sys.stdout.write("\033[H" + "".join(line + "\033[K\n" for line in table.split("\n")) + "\033[J")
         sys.stdout.flush()
+        if not any(c.state["Running"] for c, _ in chosen):
+            time.sleep(stats.SAMPLE_INTERVAL)  # nothing was sampled, so nothing paced this table
         if args.containers:
             chosen = [(lifecycle.find(c.id), asked) for c, asked in chosen]  # their state now
 

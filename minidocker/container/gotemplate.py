@@ -117,7 +117,7 @@ def _lex_action(text: str, pos: int) -> tuple[list, int, bool]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Parse: a list of nodes; each node is a str (text), an Action, a Range or an If.
+# 2. Parse: a list of nodes; each node is a str (text), an Action, or a Block (range, if).
 
 class Action:
     def __init__(self, pipeline: list[list[tuple]]):
@@ -136,7 +136,8 @@ def parse(text: str) -> list:
 
 
 def _parse_list(text: str, items: list, start: int, top: bool = False):
-    """Nodes from items[start] up to an {{else}} or {{end}}: (nodes, (keyword, next index))."""
+    """Nodes from items[start] up to an {{else}} or {{end}}: (nodes, (that keyword, the index
+    after it, its position)). At the top there is no block to end, and the text's end is fine."""
     nodes, i = [], start
     while i < len(items):
         kind, value, pos = items[i]
@@ -147,6 +148,9 @@ def _parse_list(text: str, items: list, start: int, top: bool = False):
             continue
         word = value[0][1] if value and value[0][0] == "word" else None
         if word in ("else", "end"):
+            if word == "else" and len(value) > 1:
+                raise TemplateError(f":{_line(text, pos)}: {{{{else {value[1][1]}}}}} is not supported by "
+                                    "minidocker's --format", "nest an {{if}} inside the {{else}}")
             if top:
                 raise TemplateError(f":{_line(text, pos)}: unexpected {{{{{word}}}}}")
             return nodes, (word, i, pos)
