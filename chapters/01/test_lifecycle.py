@@ -33,6 +33,11 @@ def test_detached_container_from_start_to_rm(md, rootfs):
     assert (logs.stdout, logs.stderr) == ("to-stdout\n", "to-stderr\n"), "logs keeps stdout and stderr apart"
     assert md("exec", "md-life", "sh", "-c", "echo $$; hostname").stdout.split() == ["2", cid[:12]], (
         "exec runs in the container's namespaces: its PID namespace (pid 2) and UTS namespace (docs/01-isolation.md#ex-01-exec-setns)")
+    detached = md("exec", "-d", "md-life", "sh", "-c", "echo out; echo err >&2; touch /md-exec-ran")
+    assert (detached.returncode, detached.stdout, detached.stderr) == (0, "", ""), (
+        f"exec -d prints nothing, as Docker: {harness.explain(detached)}")
+    harness.wait_until(lambda: md("exec", "md-life", "test", "-e", "/md-exec-ran").returncode == 0,
+                       "the detached exec to run")
     state = inspect(md, "md-life")["State"]
     assert state["Running"] and state["Status"] == "running" and state["Pid"] > 0
     stopped = md("stop", "-t", "0", "md-life")

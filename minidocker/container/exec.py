@@ -59,8 +59,12 @@ def exec_start(exec_id: str, attach: supervisor.Attach | None = None) -> int | N
     if not c.state["Running"]:
         raise MinidockerError(f"container {c.name} is not running", "start it first: minidocker start")
     process = _process(c, body)
-    # Not logged: without -t the process writes straight to the client's stdout and stderr.
+    # Not logged: without -t the process writes straight to the client's stdout and stderr; with
+    # nobody attached (exec -d), nowhere: Docker discards a detached exec's output.
     io = supervisor.Plumbing(process["terminal"], attach.stdin if attach else None, capture=False)
+    if attach is None and not process["terminal"]:
+        null = os.open(os.devnull, os.O_WRONLY)  # io.started() closes our copy
+        io.stdio = (io.stdio[0], null, null)
     pid = io.started(runtime.exec_process(c.id, process, stdio=io.stdio, console=io.console))
     if attach is None:
         return None
