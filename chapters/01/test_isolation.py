@@ -10,6 +10,7 @@ import uuid
 from hypothesis import given, settings, strategies as st
 
 import harness
+from minidocker import cgroups
 
 
 def inside(md, rootfs, script, *flags):
@@ -53,10 +54,9 @@ def test_a_host_file_is_invisible_and_the_old_root_is_gone(md, rootfs, tmp_path)
         "a host file is visible in the container: the root is not pivoted")
     mount_points = {line.split()[4] for line in inside(md, rootfs, "cat /proc/self/mountinfo").splitlines()}
     # Docker's default mounts, and on a cgroup v1 or hybrid host one cgroup mount per v1 hierarchy
-    # of the host's under /sys/fs/cgroup (on pure v2, /sys/fs/cgroup is the one cgroup2 mount).
-    with open("/proc/self/mountinfo") as f:
-        hierarchies = {line.split()[4] for line in f if line.split(" - ")[1].startswith("cgroup ")
-                       and line.split()[4].startswith("/sys/fs/cgroup/")}
+    # the container has a cgroup in (on pure v2, /sys/fs/cgroup is the one cgroup2 mount).
+    driver = cgroups.detect()
+    hierarchies = {os.path.dirname(d) for d in driver("md").dirs()} if driver.VERSION == 1 else set()
     # Docker hides kernel files by mounting over them (OCI maskedPaths and readonlyPaths):
     # /proc/kcore, /proc/sys, /sys/firmware... Those mounts are the container's own too.
     masks = {p for p in mount_points if p.startswith("/proc/") or p == "/sys/firmware"}

@@ -101,13 +101,14 @@ def make_mountpoint(target: str, directory: bool = True) -> None:
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
 
 
-def mount_entry(root: str, entry: dict, bundle: str) -> None:
-    """Mount one entry of the spec's `mounts` under `root` (before pivot_root)."""
+def mount_entry(root: str, entry: dict, bundle: str, cgroup=None) -> None:
+    """Mount one entry of the spec's `mounts` under `root` (before pivot_root). `cgroup`: the
+    container's (a minidocker.cgroups.Cgroup), for a `cgroup` entry."""
     flags, propagation, data = parse_options(entry.get("options"))
     kind = entry.get("type") or ("bind" if flags & linux.MS_BIND else "")
     target = secure_join(root, entry["destination"])
     if kind == "cgroup":
-        mount_cgroup(target, flags)
+        mount_cgroup(target, flags, cgroup)
     elif kind == "bind" or flags & linux.MS_BIND:
         source = os.path.join(bundle, entry["source"])  # a relative source is the bundle's
         make_mountpoint(target, os.path.isdir(source))
@@ -130,16 +131,19 @@ def mount_entry(root: str, entry: dict, bundle: str) -> None:
         linux.mount(None, target, None, change)
 
 
-def mount_cgroup(target: str, flags: int) -> None:
+def mount_cgroup(target: str, flags: int, cgroup) -> None:
     """/sys/fs/cgroup inside: the container's own cgroup as the root of what it sees.
 
     Mounted from inside the new cgroup namespace, a cgroup filesystem shows the namespace's
     root, which is the container's cgroup, never its parent's. The shape follows the host:
     - pure v2: one cgroup2 mount, as on the host;
     - v1 or hybrid (this lab VM): a tmpfs, then one `cgroup` mount per v1 hierarchy with the
-      same options (memory, "cpu,cpuacct", name=systemd...), and the links cpu -> cpu,cpuacct
-      that the host has. Not the hybrid's `unified` cgroup2: runc leaves it out too, and the
-      first cgroup2 mount in a namespace waits for an RCU grace period of the kernel (~10 ms).
+      same options (memory, "cpu,cpuacct"...), and the links cpu -> cpu,cpuacct that the host
+      has. Only the hierarchies the container has a cgroup of its own in: in any other (runc
+      joins cpuset, devices, blkio and name=systemd too; we do not) the container would see the
+      host's cgroup, and the whole tree below it. Not the hybrid's `unified` cgroup2 either: runc
+      leaves it out too, and the first cgroup2 mount in a namespace waits for an RCU grace period
+      of the kernel (~10 ms).
     A read-only entry ("ro") makes the whole tree read-only; the tmpfs is remounted last.
     """
     from minidocker.cgroups.base import cgroup_mounts  # only for a spec that asks for it
@@ -159,10 +163,12 @@ def mount_cgroup(target: str, flags: int) -> None:
     with open("/proc/self/cgroup") as f:
         own = dict(line.rstrip("\n").split(":", 2)[1:] for line in f)
     for point, fstype, options in hierarchies:
+        if cgroup is None or os.path.join(point, cgroup.path) not in cgroup.dirs():
+            continue  # not one of the container's hierarchies
         name = point.removeprefix("/sys/fs/cgroup/")
         sub = os.path.join(target, name)
         make_mountpoint(sub)
-        path = own.get(name, own.get(f"name={name}", "/"))
+        path = next(p for key, p in own.items() if key and set(key.split(",")) <= options)
         if path != "/":
             linux.mount(point + path, sub, None, linux.MS_BIND)
             linux.mount(None, sub, None, flags | linux.MS_BIND | linux.MS_REMOUNT)

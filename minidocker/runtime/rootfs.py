@@ -15,8 +15,9 @@ def mount_namespace() -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def setup_rootfs(spec: dict, bundle: str, runtime_mount_ns: tuple[int, int]) -> None:
-    """Build the root. `runtime_mount_ns`: the runtime's own mount namespace, which we left."""
+def setup_rootfs(spec: dict, bundle: str, runtime_mount_ns: tuple[int, int], cgroup=None) -> None:
+    """Build the root. `runtime_mount_ns`: the runtime's own mount namespace, which we left;
+    `cgroup`: the container's, which its /sys/fs/cgroup shows."""
     root = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))  # relative: the bundle's
     linux_spec = spec.get("linux", {})
     # Everything below changes the mount table of the namespace we are in. Still in the runtime's
@@ -43,7 +44,7 @@ def setup_rootfs(spec: dict, bundle: str, runtime_mount_ns: tuple[int, int]) -> 
         linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
     # Every entry of `mounts`, in the spec's order: /dev before /dev/pts, a volume after /proc.
     for entry in spec.get("mounts", ()):
-        mounts.mount_entry(root, entry, bundle)
+        mounts.mount_entry(root, entry, bundle, cgroup)
     mounts.make_devices(root, linux_spec.get("devices"))
     pivot_into(root)
     # After the pivot the paths are the container's own, so no symlink can lead out.

@@ -134,7 +134,7 @@ def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_
     if "network" in namespaces and not namespaces["network"]:
         linux.interface_up("lo")  # a new network namespace has only `lo`, and it is down
     if "mount" in namespaces and not namespaces["mount"]:
-        setup_rootfs(spec, bundle, runtime_mount_ns)
+        setup_rootfs(spec, bundle, runtime_mount_ns, cgroup)
     proc.start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False),
                        wait_for_start=wait_for_start)
 
