@@ -97,10 +97,13 @@ def cells(line: str) -> list[str]:
 
 
 def test_stats_reads_the_cgroup(md, container):
-    container("sh", "-c", "while :; do :; done", flags=("--name", "md-busy", "-m", "64m"))
-    out = md("stats", "--no-stream", "md-busy")
+    busy = ("sh", "-c", "while :; do :; done")
+    container(*busy, flags=("--name", "md-busy", "-m", "64m"))
+    container(*busy, flags=("--name", "md-still"))
+    md("pause", "md-still", check=True)
+    out = md("stats", "--no-stream", "md-busy", "md-still")  # both sampled together: one second
     assert out.returncode == 0, out.stderr
-    header, row = out.stdout.splitlines()
+    header, row, paused = out.stdout.splitlines()
     assert cells(header) == ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
                              "BLOCK I/O", "PIDS"], f"Docker's columns: {header}"
     short_id, name, cpu, memory, _, network, _, pids = cells(row)
@@ -108,9 +111,7 @@ def test_stats_reads_the_cgroup(md, container):
     assert memory.endswith(" / 64MiB"), f"the limit is -m's 64 MiB: {row}"
     # A busy loop keeps one CPU busy: Docker's CPU % counts one busy CPU as 100% (docs/commands.md#stats).
     assert float(cpu.rstrip("%")) > 20, f"a busy container's CPU % is measured over two samples: {row}"
-    md("pause", "md-busy", check=True)
-    paused = cells(md("stats", "--no-stream", "md-busy").stdout.splitlines()[1])
-    assert paused[2] == "0.00%", f"a frozen container uses no CPU: {paused}"
+    assert cells(paused)[1:3] == ["md-still", "0.00%"], f"a frozen container uses no CPU: {paused}"
 
 
 def test_stats_without_running_containers_prints_nothing(md):
