@@ -141,6 +141,22 @@ def test_top_prints_what_docker_prints(docker, monkeypatch, table):
     assert ours("top", "md", "-ef") == docker({"/containers/md/top": answer}, "top", "md", "-ef")
 
 
+@pytest.mark.parametrize("seconds, words", [(90, "About a minute"), (5399, "About an hour"), (5400, "2 hours"),
+                                            (47.6 * 3600, "2 days"), (13.99 * 86400, "2 weeks")])
+def test_durations_round_hours_as_go_units_does(seconds, words):
+    # go-units rounds to the nearest hour before it counts hours, days and weeks: 1.5 hours is
+    # "2 hours", not "About an hour".
+    from minidocker.container.inspect import human_duration
+
+    assert human_duration(seconds) == words
+
+
+@pytest.mark.parametrize("command", ["pause", "unpause", "stats", "top"])
+def test_new_commands_have_help(md, command):
+    out = md(command, "--help")
+    assert out.returncode == 0 and out.stdout.startswith(f"usage: minidocker {command}"), out.stderr
+
+
 def test_stats_computes_cpu_as_the_docker_cli_does():
     # One core's worth of time on a 2-CPU machine is 100%: 1 s of the container's CPU time while
     # the machine spent 2 s (two CPUs, one second each).
