@@ -1,9 +1,5 @@
-"""`--format`: the part of Go's text/template that people type after `docker inspect -f`.
-
-    minidocker inspect -f '{{.State.Pid}}' web                   4242
-    minidocker inspect -f '{{json .Config.Cmd}}' web             ["sleep","30"]
-    minidocker inspect -f '{{range .Config.Env}}{{.}} {{end}}' web
-    minidocker ps --format '{{.ID}} {{.Status}}'
+"""`--format`: the part of Go's text/template that people type after `docker inspect -f`:
+`{{.State.Pid}}`, `{{json .Config}}`, `{{range .Config.Env}}{{.}} {{end}}`.
 
 The docker CLI hands `--format` to Go's text/template, with a few functions of its own (json,
 join, split, lower, upper). We do what Go does, in three steps (docs/commands.md#format):
@@ -111,6 +107,12 @@ def _lex_action(text: str, pos: int) -> tuple[list, int, bool]:
         if kind == "refused":
             raise TemplateError(f":{_line(text, pos)}: {match.group()!r} is not supported by minidocker's --format",
                                 "variables and parentheses are not; see docs/commands.md#format")
+        if kind == "string" and match.group().startswith('"'):
+            try:
+                json.loads(match.group())  # Go's escapes that JSON shares: \n \t \" \\ \uXXXX
+            except ValueError:
+                raise TemplateError(f":{_line(text, pos)}: cannot read the string {match.group()}",
+                                    "use the escapes \\n \\t \\\" \\\\ or \\uXXXX") from None
         if kind != "space":
             tokens.append((kind, match.group(), pos))
         pos = match.end()
