@@ -158,8 +158,7 @@ def main(argv=None) -> int:
     except MinidockerError as e:
         if os.environ.get("MINIDOCKER_DEBUG"):
             raise
-        # One line, whatever the user typed: a newline in a name must not start a second line.
-        print("minidocker:", str(e).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
+        print_error(str(e))
         return e.exit_code
     except KeyboardInterrupt:
         return 130
@@ -169,6 +168,11 @@ def main(argv=None) -> int:
     except Exception as e:  # a bug or an unexpected OS error: still one line, unless debugging
         if os.environ.get("MINIDOCKER_DEBUG"):
             raise
-        message = f"{type(e).__name__}: {e}".replace("\r", "\\r").replace("\n", "\\n")
-        print(f"minidocker: {message} (set MINIDOCKER_DEBUG=1 for a traceback)", file=sys.stderr)
+        print_error(f"{type(e).__name__}: {e} (set MINIDOCKER_DEBUG=1 for a traceback)")
         return EXIT_ENGINE
+
+
+def print_error(message: str) -> None:
+    """`minidocker: MESSAGE` on stderr, on one line whatever the user typed: a newline in a name
+    must not start a second line."""
+    print("minidocker:", message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)

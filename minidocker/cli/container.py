@@ -13,6 +13,7 @@ import re
 import sys
 import time
 
+from minidocker.cli import print_error
 from minidocker.cli.create_flags import create_body, parse_env
 from minidocker.container import lifecycle
 from minidocker.container.supervisor import Attach
@@ -129,8 +130,8 @@ def _each(refs: list[str], action) -> int:
             failed.append(e)
             continue
         print(ref, flush=True)
-    for e in failed:  # one line each, as cli/__init__.py's main() prints an error
-        print("minidocker:", str(e).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
+    for e in failed:  # one line each, as main() prints an error
+        print_error(str(e))
     return failed[-1].exit_code if failed else 0
 
 
