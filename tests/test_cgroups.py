@@ -217,3 +217,27 @@ def test_v1_comounted_cpu_cpuacct_share_a_directory(tmp_path):
     with pytest.raises(MinidockerError) as e:
         group.freeze()
     assert "freezer" in str(e.value)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_freezing_a_cgroup_that_vanishes_meanwhile_does_not_wait(tmp_path, monkeypatch, version):
+    # A paused container killed: its supervisor removes the cgroup while thaw() waits to see
+    # THAWED. A missing file means nothing is left to thaw, not "wait 5 s and fail".
+    root = str(tmp_path)
+    if version == 1:
+        text = SYSTEM + f"80 22 0:80 / {root}/freezer rw - cgroup cgroup rw,freezer\n"
+        group, module = cgroups.V1("md/abc", mountinfo(text)), cgroups.v1
+        _files_in(f"{root}/freezer/md/abc", {"freezer.state": "FROZEN\n"})
+    else:
+        text = SYSTEM + f"70 22 0:70 / {root} rw - cgroup2 cgroup2 rw\n"
+        group, module = cgroups.V2("md/abc", mountinfo(text)), cgroups.v2
+        _files_in(f"{root}/md/abc", {"cgroup.freeze": "1\n", "cgroup.events": "populated 1\nfrozen 1\n"})
+    real_write = module.write
+
+    def write_then_vanish(path, value):
+        real_write(path, value)
+        for name in os.listdir(os.path.dirname(path)):  # the kernel takes the whole directory away
+            os.unlink(os.path.join(os.path.dirname(path), name))
+
+    monkeypatch.setattr(module, "write", write_then_vanish)
+    group.thaw()  # before the fix: MinidockerError after 5 s of waiting

@@ -88,8 +88,9 @@ class V1(Cgroup):
             raise MinidockerError("the freezer controller is not mounted", self._missing_hint("freezer"))
         path = self.file("freezer", "freezer.state")
         write(path, state)
-        # The kernel answers FREEZING until every task has stopped at a safe point.
-        wait_for(lambda: (read(path) or "").strip() == state, f"cgroup {self.path} to be {state}")
+        # The kernel answers FREEZING until every task has stopped at a safe point. A cgroup
+        # removed meanwhile (its container ended) has nothing left to wait for.
+        wait_for(lambda: (read(path) or state).strip() == state, f"cgroup {self.path} to be {state}")
 
     def stats(self) -> dict:
         def read(controller, name):

@@ -90,7 +90,8 @@ class V2(Cgroup):
         # only *starts* freezing; cgroup.events says "frozen 1" once every process has stopped.
         write(os.path.join(self.dir, "cgroup.freeze"), value)
         events = os.path.join(self.dir, "cgroup.events")
-        wait_for(lambda: keyed(events).get("frozen", "").strip() == value,
+        # A cgroup removed meanwhile (its container ended) has nothing left to wait for.
+        wait_for(lambda: keyed(events).get("frozen", value).strip() == value,
               f"cgroup {self.path} to {'freeze' if value == '1' else 'thaw'}")
     # --8<-- [end:cgroup-v2-freeze]
 
