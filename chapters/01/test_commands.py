@@ -54,6 +54,7 @@ def test_pause_freezes_the_container_and_unpause_thaws_it(md, container):
     assert refused(md("pause", cid), f"container {cid} is already paused")
     assert refused(md("start", cid), "cannot start a paused container, try unpause instead")
     assert refused(md("rm", cid), "container is paused and must be unpaused first")
+    assert refused(md("exec", cid, "true"), f"Container {cid} is paused, unpause the container before exec")
     assert md("unpause", cid[:12]).stdout == f"{cid[:12]}\n"
     state = inspect(md, cid)["State"]
     assert (state["Status"], state["Paused"]) == ("running", False) and not freezer_says_frozen(pid)

@@ -17,10 +17,17 @@ from minidocker.container.lifecycle import find
 from minidocker.errors import MinidockerError
 
 
-def exec_create(ref: str, body: dict) -> dict:
-    c = find(ref)
+def _check_can_exec(c) -> None:
     if not c.state["Running"]:
         raise MinidockerError(f"container {c.name} is not running", "start it first: minidocker start")
+    if c.state.get("Paused"):  # its processes are frozen: a joining one would freeze too, forever
+        raise MinidockerError(f"Container {c.id} is paused, unpause the container before exec",
+                              f"minidocker unpause {c.name}")
+
+
+def exec_create(ref: str, body: dict) -> dict:
+    c = find(ref)
+    _check_can_exec(c)
     if not body.get("Cmd"):
         raise MinidockerError("no command specified", "minidocker exec CONTAINER CMD...")
     if body.get("WorkingDir") and not body["WorkingDir"].startswith("/"):
@@ -56,8 +63,7 @@ def exec_start(exec_id: str, attach: supervisor.Attach | None = None) -> int | N
         raise MinidockerError(f"No such exec instance: {exec_id}", "create it first") from None
     os.unlink(path)  # an exec instance runs once
     c = find(body["ContainerID"])
-    if not c.state["Running"]:
-        raise MinidockerError(f"container {c.name} is not running", "start it first: minidocker start")
+    _check_can_exec(c)  # again: it may have stopped or been paused since exec_create
     process = _process(c, body)
     # Not logged: without -t the process writes straight to the client's stdout and stderr; with
     # nobody attached (exec -d), nowhere: Docker discards a detached exec's output.
