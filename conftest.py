@@ -4,6 +4,7 @@ busybox rootfs fixture and the leak check. The machinery lives in harness.py."""
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -77,12 +78,25 @@ def pytest_report_header(config):
     return f"minidocker under test: {harness.IMPL}"
 
 
+@pytest.fixture(scope="session")
+def rootfs_area(tmp_path_factory):
+    """Where the rootfs fixture builds: as root, a tmpfs of this session's own. A busybox rootfs
+    is ~270 symlinks, and on a VM's ext4 each costs ~0.1 ms of journaling: 30-200 ms a tree, a
+    second of every ten tests. On tmpfs a tree takes ~5 ms."""
+    area = str(tmp_path_factory.mktemp("rootfs-area"))
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "mode=755", f"md-rootfs-{os.getpid()}", area]).returncode == 0
+    yield area
+    if mounted:
+        subprocess.run(["umount", area], check=True)
+
+
 @pytest.fixture
-def rootfs(tmp_path):
+def rootfs(rootfs_area, request):
     """A fresh busybox root filesystem directory (the embedded default)."""
     from minidocker import rootfs as busybox
 
-    return busybox.build(str(tmp_path / "rootfs"))
+    return busybox.build(tempfile.mkdtemp(prefix="rootfs-", dir=rootfs_area))
 
 
 @pytest.fixture

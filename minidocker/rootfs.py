@@ -55,6 +55,9 @@ def build(target: str) -> str:
 def _populate(target: str, busybox_applets: tuple[str, ...]) -> None:
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home", "var", "run", "proc", "sys", "dev"):
         os.makedirs(os.path.join(target, d), exist_ok=True)
+    # "/" as every root directory is: 755, or a container's non-root user could not even reach
+    # /bin/sh (mkdtemp, for one, makes its directories 700).
+    os.chmod(target, 0o755)
     os.makedirs(os.path.join(target, "tmp"), exist_ok=True)
     os.chmod(os.path.join(target, "tmp"), 0o1777)  # sticky and world-writable, as every /tmp
     shutil.copy2(BUSYBOX, os.path.join(target, "bin", "busybox"))

@@ -22,7 +22,10 @@ def bundle(rootfs, tmp_path):
     harness.need_root()
     path = str(tmp_path / "bundle")
     os.makedirs(path)
-    os.rename(rootfs, os.path.join(path, "rootfs"))
+    # The rootfs stays where the fixture built it (another filesystem: see conftest.py's
+    # rootfs_area); the bundle's relative "rootfs" reaches it through a link, which the runtime
+    # resolves, as it would a rootfs that is itself a mount.
+    os.symlink(rootfs, os.path.join(path, "rootfs"))
 
     def write(args, **changes):
         spec = {"ociVersion": "1.0.2",
