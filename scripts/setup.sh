@@ -14,7 +14,8 @@ fi
 #                 needs no shared libraries inside the container).
 # iproute2, iptables: bridges, veths and NAT (chapter 04); `ip netns` in the leak check.
 # runc: the reference OCI runtime, for the bench/ comparison only.
-packages=(busybox-static iproute2 iptables runc python3-venv make git)
+# procps: `minidocker top` runs the host's ps, as dockerd does (a minimal Debian has none).
+packages=(busybox-static iproute2 iptables runc python3-venv make git procps)
 
 # Python 3.11 or newer: Debian 12 and Ubuntu 24.04 ship it as python3; Ubuntu 22.04 ships 3.10
 # and has python3.11 as an extra package.

@@ -132,6 +132,7 @@ def test_top_shows_the_containers_processes_with_host_pids(md, container):
     custom = md("top", cid, "-o", "pid,comm").stdout.splitlines()
     assert custom[0].split() == ["PID", "COMMAND"] and len(custom) == 3, f"ps's options pass through: {custom}"
     assert refused(md("top", cid, "-o", "user=PID"), 'specifying "user=PID" is not allowed')
+    assert refused(md("top", cid, env={"PATH": "/md-no-such-dir"}), "ps: not found on this host")
     md("stop", "-t", "0", cid, check=True)
     assert refused(md("top", cid), f"container {cid} is not running")
 

@@ -26,7 +26,10 @@ def top(ref: str, ps_args: str = "") -> dict:
     args = ps_args.split(" ")
     # -q (quick pid mode) asks ps for just these pids; some options refuse it (the forest view
     # `f`, say), and then ps lists everything and we pick the lines ourselves, as Docker does.
-    done = subprocess.run(["ps", *args, "-q" + ",".join(map(str, pids))], capture_output=True, text=True)
+    try:
+        done = subprocess.run(["ps", *args, "-q" + ",".join(map(str, pids))], capture_output=True, text=True)
+    except FileNotFoundError:  # a minimal system (debootstrap's minbase) has no procps
+        raise MinidockerError("ps: not found on this host", "install it: apt-get install procps") from None
     if done.returncode != 0:
         done = subprocess.run(["ps", *args], capture_output=True, text=True)
         if done.returncode != 0:
