@@ -342,8 +342,16 @@ def check_grade(session: Session) -> list[str]:
     tests = json.loads((OUT / f"{GRADE}.json").read_text())
     problems = []
     collected = collect()
+    same_host = json.loads((OUT / "host.json").read_text()) == host()
+
+    def test_id(test: str) -> str:
+        # Chapter 01 runs its cgroup tests once per driver the host has: [v1] and [v2] here, [v2]
+        # alone on a pure-v2 host. On another host than the transcript's, compare them driverless.
+        return test if same_host else re.sub(r"\[v[12]\b-?", "[", test)
+
     for chapter in sorted(set(tests) | set(collected)):
-        had, has = [t[0] for t in tests.get(chapter, [])], collected.get(chapter, [])
+        had = [test_id(t[0]) for t in tests.get(chapter, [])]
+        has = [test_id(t) for t in collected.get(chapter, [])]
         for gone in sorted(set(had) - set(has)):
             problems.append(f"chapters/{chapter}: the transcript counts {gone}, which no longer exists")
         for new in sorted(set(has) - set(had)):
