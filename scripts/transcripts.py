@@ -144,6 +144,7 @@ class Transcript:
     steps: list[Step] = dataclasses.field(default_factory=list)
     volatile: str = ""  # a regex whose first group varies between runs (beyond ids, pids, times)
     host_specific: str = ""  # a regex: lines that differ with the host, left out on another host
+    by_process: bool = False  # lines of several processes ("[who] ..."), interleaved as they ran
     cleanup: list[list[str]] = dataclasses.field(default_factory=list)  # commands run afterwards
     made_by: object = None  # or a function(session) -> text, for what is not a command's output
 
@@ -221,7 +222,7 @@ TRANSCRIPTS = [
     Transcript("doctor", [md("doctor")], volatile=r"^kernel\s+ok\s+(\S+)",
                host_specific=r"^(?:kernel|overlayfs|cgroups|ip|iptables)\s"),
     Transcript("trace", [md("--trace", "run", "--rm", "--pids-limit", "20", "--rootfs", "{tmp}/rootfs", "--", "true")],
-               host_specific=TRACE_HOST),
+               host_specific=TRACE_HOST, by_process=True),
     Transcript("runtime", [
         md("runtime", "create", "demo", prog="sudo minidocker", cwd="{tmp}/bundle",
            note="--bundle defaults to the current directory"),
@@ -288,6 +289,11 @@ def comparable(transcript: Transcript, text: str, same_host: bool = True) -> lis
         line = re.sub(r"(\[minidocker |host |\"pid\": )\d+", r"\1<pid>", line)
         line = re.sub(r"(\w+):\[\d+\]", r"\1:[<inode>]", line)  # a namespace, as setns names it
         lines.append(" ".join(line.split()))  # a table's padding follows its widest cell
+    if transcript.by_process:
+        # The engine and the container's PID 1 trace at the same time, and their lines interleave
+        # as the scheduler pleases; each one's own order is fixed. Compare process by process
+        # (sort() is stable: it keeps each one's lines in their order).
+        lines.sort(key=lambda line: line.split("]", 1)[0])
     return lines
 
 
