@@ -49,19 +49,23 @@ def now() -> str:
 
 
 # --8<-- [start:atomic-write]
-def write_json(path: str, data) -> None:
+def write_text(path: str, text: str) -> None:
     # A unique temp name in the same directory: rename only works within one filesystem, and two
     # writers must not share one temp file (O_EXCL: fail rather than open someone else's).
     tmp = os.path.join(os.path.dirname(path), f".md-{os.urandom(8).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
+            f.write(text)
         os.replace(tmp, path)  # rename is atomic: readers see the old file or the new one
     except BaseException:
         os.unlink(tmp)
         raise
 # --8<-- [end:atomic-write]
+
+
+def write_json(path: str, data) -> None:
+    write_text(path, json.dumps(data, indent=2))
 
 
 def read_json(path: str):

@@ -26,7 +26,7 @@ from minidocker.cgroups.v1 import V1
 from minidocker.cgroups.v2 import V2
 from minidocker.errors import MinidockerError
 
-__all__ = ["CFS_PERIOD_US", "MIN_MEMORY", "Cgroup", "V1", "V2", "detect", "for_container", "limit_writes"]
+__all__ = ["CFS_PERIOD_US", "MIN_MEMORY", "Cgroup", "V1", "V2", "default_path", "detect", "for_container", "limit_writes"]
 
 
 # --8<-- [start:cgroup-detect]
@@ -47,7 +47,11 @@ def detect(mountinfo: str = MOUNTINFO) -> type["Cgroup"]:
 # --8<-- [end:cgroup-detect]
 
 
+def default_path(container_id: str) -> str:
+    """Where a container's cgroup goes when its spec names none: <parent>/<id>, the parent being
+    $MINIDOCKER_CGROUP_PARENT or `minidocker`."""
+    return f"{os.environ.get('MINIDOCKER_CGROUP_PARENT') or 'minidocker'}/{container_id}"
+
+
 def for_container(container_id: str) -> "Cgroup":
-    """The cgroup of a container: <parent>/<id>, the parent being `minidocker` unless overridden."""
-    parent = os.environ.get("MINIDOCKER_CGROUP_PARENT", "minidocker")
-    return detect()(f"{parent}/{container_id}")
+    return detect()(default_path(container_id))

@@ -32,8 +32,8 @@ import pwd
 import signal
 import sys
 
-from minidocker import runtime
-from minidocker.errors import EXIT_SIGNAL_BASE, MinidockerError
+from minidocker import runtime, store
+from minidocker.errors import MinidockerError
 
 # The signals a foreground `run`/`exec` passes on to the container, as runc does: all it can
 # catch, but SIGCHLD (it tells *us* that a child ended), SIGWINCH (the terminal's size: ours to
@@ -77,15 +77,10 @@ def _console(args, terminal: bool, detach: bool):
     return sock
 
 
-def _write_pid_file(path: str | None, pid: int) -> None:
-    """runc's --pid-file: the pid alone, no newline, written to a temp file and renamed, so
-    that a reader (containerd, systemd's PIDFile=) never sees half a number."""
-    if path:
-        path = os.path.abspath(path)
-        temp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-        with open(temp, "w") as f:
-            f.write(str(pid))
-        os.rename(temp, path)
+def _pid_file(args) -> str | None:
+    """runc's --pid-file, absolute: the runtime writes the pid there alone, no newline, and
+    atomically, so that a reader (containerd, systemd's PIDFile=) never sees half a number."""
+    return os.path.abspath(args.pid_file) if args.pid_file else None
 
 
 def parse_signal(text: str) -> int:
@@ -111,8 +106,7 @@ def cmd_create(args) -> int:
     # cgroup, mounts, pivot_root) and then waits, before exec, for `start`.
     bundle = _bundle(args)
     console = _console(args, _terminal(bundle), detach=True)
-    pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
-    runtime.create(args.id, bundle, stdio=(0, 1, 2), console=console, root=_root(args), pid_file=pid_file)
+    runtime.create(args.id, bundle, stdio=(0, 1, 2), console=console, root=_root(args), pid_file=_pid_file(args))
     return 0  # the process waits, and outlives us: who reaps it? see this module's docstring
 
 
@@ -128,16 +122,15 @@ def cmd_run(args) -> int:
     """create + start; in the foreground, wait for the container and return its exit code."""
     root, terminal = _root(args), _terminal(_bundle(args))
     if args.detach:
-        pid = runtime.run(args.id, _bundle(args), stdio=(0, 1, 2), console=_console(args, terminal, detach=True),
-                          root=root)
-        _write_pid_file(args.pid_file, pid)
+        runtime.run(args.id, _bundle(args), stdio=(0, 1, 2), console=_console(args, terminal, detach=True),
+                    root=root, pid_file=_pid_file(args))
         return 0
     relay = Relay(_console(args, terminal, detach=False), terminal)
     forward = _forwarder()
     # If it fails, the runtime has already undone what it made (and an id that was taken is
     # someone else's container: not ours to delete).
-    pid = runtime.run(args.id, _bundle(args), stdio=(0, 1, 2), console=relay.console, root=root)
-    _write_pid_file(args.pid_file, pid)
+    pid = runtime.run(args.id, _bundle(args), stdio=(0, 1, 2), console=relay.console, root=root,
+                      pid_file=_pid_file(args))
     try:
         forward(pid)
         relay.copy(pid)
@@ -217,8 +210,7 @@ def _forwarder():
 def _wait(pid: int) -> int:
     """The exit code as a shell (and runc) reports it: the code, or 128+N after signal N."""
     _, status = os.waitpid(pid, 0)  # a handler that ran meanwhile does not break the wait (PEP 475)
-    code = os.waitstatus_to_exitcode(status)  # negative -N when signal N killed it
-    return EXIT_SIGNAL_BASE - code if code < 0 else code
+    return runtime.exit_code(status)
 # --8<-- [end:runtime-forward]
 
 
@@ -294,7 +286,8 @@ def cmd_exec(args) -> int:
     relay = Relay(_console(args, terminal, detach=args.detach), terminal and not args.detach)
     forward = None if args.detach else _forwarder()
     pid = runtime.exec_process(args.id, process, stdio=(0, 1, 2), console=relay.console, root=_root(args))
-    _write_pid_file(args.pid_file, pid)
+    if args.pid_file:
+        store.write_text(_pid_file(args), str(pid))
     if args.detach:
         return 0
     forward(pid)

@@ -15,6 +15,7 @@ import functools
 import os
 
 from minidocker import store
+from minidocker.runtime import process_start_time
 from minidocker.errors import MinidockerError
 
 
@@ -140,23 +141,6 @@ def _remove_tree(path: str) -> None:
     import shutil  # here, not at the top: only a removal needs it, and every import slows `run`
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-def process_start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None
-    if it is gone.
-
-    A pid alone can be reused after its process dies; pid + start time names one process.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the name in (...) may contain spaces
-    if fields[0] in "ZX":  # a zombie has died; only its exit status waits to be collected
-        return None
-    return int(fields[19])
 
 
 def alive(pid: int, start_time: int | None) -> bool:

@@ -9,6 +9,7 @@ container was created (config.py); here it is only translated.
 
 import os
 
+from minidocker import cgroups
 from minidocker.container import oci_defaults
 from minidocker.container.config import cpu_quota, parse_user
 
@@ -72,7 +73,6 @@ def from_container(container_id: str, container_dir: str, config: dict, host_con
         defaults.append("TERM=xterm")  # Docker sets it for -t, so programs know they can draw
     # "NAME" alone (the docker CLI sends it for `-e NAME` when NAME is unset) sets nothing.
     env = [item for item in config.get("Env") or [] if "=" in item]
-    parent = os.environ.get("MINIDOCKER_CGROUP_PARENT", "minidocker")
     spec = {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -88,7 +88,7 @@ def from_container(container_id: str, container_dir: str, config: dict, host_con
         "linux": {
             "namespaces": [{"type": t} for t in NAMESPACES],
             "resources": resources(host_config),
-            "cgroupsPath": f"{parent}/{container_id}",
+            "cgroupsPath": cgroups.default_path(container_id),
             # Kernel files a container must not read (/proc/kcore...) or write (/proc/sys...).
             "maskedPaths": oci_defaults.default_masked_paths(),
             "readonlyPaths": oci_defaults.default_readonly_paths(),

@@ -38,7 +38,7 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
     if overlay:  # the writable layer's directories, made on first start (chapter 02)
         for d in (overlay["upperdir"], overlay["workdir"], spec["root"]["path"]):
             os.makedirs(d, exist_ok=True)
-    c.save_state(SupervisorPid=os.getpid(), SupervisorStart=records.process_start_time(os.getpid()))
+    c.save_state(SupervisorPid=os.getpid(), SupervisorStart=runtime.process_start_time(os.getpid()))
     io = Plumbing(spec["process"]["terminal"], attach.stdin if attach else None)
     try:
         # The container's directory holds its config.json: it is the runtime's bundle.

@@ -31,10 +31,10 @@ the container's parent); `minidocker runtime` is the same API on runc's command 
 See docs/01-isolation.md#the-runtime.
 """
 
-from minidocker.runtime.lifecycle import (create, default_root, delete, exec_process, kill, list_containers, run,
-                                          start, state, stats)
+from minidocker.runtime.lifecycle import (create, default_root, delete, exec_process, kill, list_containers,
+                                          process_start_time, run, start, state, stats)
 from minidocker.runtime.process import StartError, exit_code
 from minidocker.runtime.spawn import join
 
 __all__ = ["StartError", "create", "default_root", "delete", "exec_process", "exit_code", "join", "kill",
-           "list_containers", "run", "start", "state", "stats"]
+           "list_containers", "process_start_time", "run", "start", "state", "stats"]

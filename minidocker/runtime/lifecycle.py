@@ -79,12 +79,12 @@ def create(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, roo
             os.waitpid(pid, 0)  # it exits right after reporting; reap it
             pid = 0
             spawn.raise_reported(said)
-        _write_json(os.path.join(state_dir, "state.json"), {
-            "id": container_id, "pid": pid, "pidStart": _start_time(pid), "bundle": bundle,
+        store.write_json(os.path.join(state_dir, "state.json"), {
+            "id": container_id, "pid": pid, "pidStart": process_start_time(pid), "bundle": bundle,
             "rootfs": os.path.join(bundle, spec.get("root", {}).get("path", "")),
             "created": store.now(), "cgroupsPath": cgroups_path, "annotations": spec.get("annotations") or {}})
         if pid_file:
-            _write_text(pid_file, str(pid))
+            store.write_text(pid_file, str(pid))  # runc's --pid-file: the pid alone, no newline
     except BaseException as e:
         _undo(pid, cgroup, state_dir)
         if isinstance(e, MinidockerError):
@@ -230,17 +230,14 @@ def delete(container_id: str, *, force=False, root=None, cgroups_path=None) -> N
 
 
 def _remove_state_dir(state_dir: str) -> None:
-    """rm -r of a dir we filled ourselves (state.json, exec.fifo): no shutil, whose import costs
-    more than the start-up budget can spare."""
-    for name in ("state.json", "state.json.tmp", FIFO):
-        try:
-            os.unlink(os.path.join(state_dir, name))
-        except FileNotFoundError:
-            pass
+    """rm -r of a dir that holds only files we wrote (state.json, exec.fifo, a temp file a crash
+    left): no shutil, whose import costs more than the start-up budget can spare."""
     try:
+        for name in os.listdir(state_dir):
+            os.unlink(os.path.join(state_dir, name))
         os.rmdir(state_dir)
     except FileNotFoundError:
-        pass
+        pass  # removed already
 
 
 def _signal_quietly(pid: int, sig: int) -> None:
@@ -328,23 +325,14 @@ def _stat(pid: int) -> list[str]:
     return text[text.rindex(")") + 2:].split()  # the name, in (), may itself hold spaces
 
 
-def _start_time(pid: int) -> int:
-    fields = _stat(pid)
-    return int(fields[19]) if fields else 0
+def process_start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot, or None once it has died (gone, or a
+    zombie whose exit status waits to be collected). A pid alone can be reused after its process
+    dies; pid + start time names one process."""
+    fields = _stat(pid) if pid else []
+    return int(fields[19]) if fields and fields[0] not in ("Z", "X") else None
 
 
 def _alive(saved: dict) -> bool:
-    fields = _stat(saved.get("pid", 0)) if saved.get("pid") else []
-    return bool(fields) and fields[0] not in ("Z", "X") and int(fields[19]) == saved.get("pidStart")
-
-
-def _write_json(path: str, value: dict) -> None:
-    _write_text(path, json.dumps(value))
-
-
-def _write_text(path: str, text: str) -> None:
-    """Atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
+    start = process_start_time(saved.get("pid", 0))
+    return start is not None and start == saved.get("pidStart")

@@ -8,7 +8,7 @@ import termios
 import warnings  # noqa: F401 - os.execvpe imports it on first use, when the host's library is gone
 
 from minidocker import linux
-from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND
+from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE
 
 # Every signal a process may catch or ignore: all but KILL and STOP.
 RESETTABLE_SIGNALS = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
@@ -31,7 +31,7 @@ class StartError(Exception):
 def exit_code(wait_status: int) -> int:
     """Docker's exit code for a wait status: the process's own code, or 128+N for signal N."""
     code = os.waitstatus_to_exitcode(wait_status)  # negative -N when signal N killed it
-    return 128 - code if code < 0 else code
+    return EXIT_SIGNAL_BASE - code if code < 0 else code
 
 
 error_pipe = -1  # in a child before exec: where its errors go (the error pipe or exec.fifo, see spawn.py)

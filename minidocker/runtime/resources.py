@@ -4,8 +4,6 @@ The runtime makes the cgroup and writes the limits itself, from the spec alone, 
 the files are written through minidocker.cgroups, which knows v1 from v2.
 """
 
-import os
-
 from minidocker import cgroups
 from minidocker.cgroups.base import keyed
 from minidocker.errors import MinidockerError
@@ -20,7 +18,7 @@ def cgroup_path(container_id: str, cgroups_path: str | None) -> str:
     "slice:prefix:name" form needs systemd's D-Bus API, which we do not speak.
     """
     if not cgroups_path:
-        return f"{os.environ.get('MINIDOCKER_CGROUP_PARENT') or 'minidocker'}/{container_id}"
+        return cgroups.default_path(container_id)
     if ":" in cgroups_path:
         raise MinidockerError(f"cgroupsPath {cgroups_path!r} is systemd's form",
                               "use a path such as /minidocker/<id>")
