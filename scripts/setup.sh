@@ -15,7 +15,12 @@ fi
 # iproute2, iptables: bridges, veths and NAT (chapter 04); `ip netns` in the leak check.
 # runc: the reference OCI runtime, for the bench/ comparison only.
 # procps: `minidocker top` runs the host's ps, as dockerd does (a minimal Debian has none).
-packages=(busybox-static iproute2 iptables runc python3-venv make git procps)
+# docker-registry: a real registry (the distribution project's), on 127.0.0.1, for chapter 03's
+#                  pull and push; apache2-utils' htpasswd and openssl make its users and its
+#                  token-auth certificate.
+# skopeo, umoci, oci-image-tool: other tools that must read our image store as it is (chapter 03).
+packages=(busybox-static iproute2 iptables runc python3-venv make git procps
+          docker-registry apache2-utils openssl skopeo umoci oci-image-tool)
 
 # Python 3.11 or newer: Debian 12 and Ubuntu 24.04 ship it as python3; Ubuntu 22.04 ships 3.10
 # and has python3.11 as an extra package.
