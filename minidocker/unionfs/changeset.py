@@ -89,10 +89,14 @@ def _xattrs(real: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # apply: layer tar -> directory
 
-def apply(fileobj, target: str) -> None:
+def apply(fileobj, target: str, markers: bool = False) -> None:
     """Apply an OCI layer tar (plain or gzip) onto the directory `target`, as the image spec says:
     entries are written over what is there, and whiteouts delete from what was there. A layer
-    that is refused, or that fails half-way, leaves `target` exactly as it was."""
+    that is refused, or that fails half-way, leaves `target` exactly as it was.
+
+    With `markers`, `target` is an empty directory that becomes one layer of an overlay stack
+    (an image's layer, chapter 03): there is nothing below to delete, so the whiteouts are kept,
+    written in overlayfs's format (a 0:0 device, the opaque xattr), for the kernel to apply."""
     target = os.path.abspath(target)
     if not os.path.isdir(target):
         raise MinidockerError(f"cannot apply a layer onto {target!r}: not a directory", "make the directory first")
@@ -101,12 +105,12 @@ def apply(fileobj, target: str) -> None:
         # --8<-- [start:two-passes]
         # Pass 1, on paper: the whole layer over a Preview of the target. Every entry that can be
         # refused is refused here, before a single byte is written.
-        _walk(members, Preview(target))
+        _walk(members, Preview(target), markers)
         # Pass 2, for real. What can only fail now (a full disk, an xattr the filesystem
         # refuses, data cut short) is undone, entry by entry, newest first.
         disk = Disk(target, tar)
         try:
-            _walk(members, disk)
+            _walk(members, disk, markers)
         except BaseException as e:
             failed = disk.roll_back()
             if failed:
@@ -141,7 +145,7 @@ def _name(m: tarfile.TarInfo) -> str:
 
 
 # --8<-- [start:walk]
-def _walk(members: list[tarfile.TarInfo], fs) -> None:
+def _walk(members: list[tarfile.TarInfo], fs, markers: bool = False) -> None:
     """The entries in the tar's order, onto `fs`: a Preview (pass 1) or the Disk (pass 2). Every
     name is resolved again inside the target at the moment it is used: an earlier entry may have
     made one of its parents a symlink."""
@@ -150,7 +154,7 @@ def _walk(members: list[tarfile.TarInfo], fs) -> None:
     for m in members:
         with _naming(m):
             _check(m)
-            _entry(m, fs, mine, dirs)
+            _entry(m, fs, mine, dirs, markers)
     for name, real, m in dirs:
         with _naming(m):
             try:
@@ -161,10 +165,12 @@ def _walk(members: list[tarfile.TarInfo], fs) -> None:
                 fs.set_time(real, m.mtime)
 
 
-def _entry(m: tarfile.TarInfo, fs, mine: set, dirs: list) -> None:
+def _entry(m: tarfile.TarInfo, fs, mine: set, dirs: list, markers: bool) -> None:
     name = _name(m)
     parent, base = os.path.dirname(name), os.path.basename(name)
-    if base == OPAQUE:  # delete what the layers below have in the directory
+    if markers and base.startswith(WHITEOUT):
+        _overlay_marker(m, fs, mine, parent, base)
+    elif base == OPAQUE:  # delete what the layers below have in the directory
         directory = _resolve_existing(parent, fs)  # (a symlink there is not a directory: no)
         if directory is not None and fs.kind(directory) == DIR:
             for entry in fs.listdir(directory):
@@ -184,6 +190,24 @@ def _entry(m: tarfile.TarInfo, fs, mine: set, dirs: list) -> None:
         if m.isdir():
             dirs.append((name, real, m))
 # --8<-- [end:walk]
+
+
+# --8<-- [start:overlay-markers]
+def _overlay_marker(m: tarfile.TarInfo, fs, mine: set, parent: str, base: str) -> None:
+    """A deletion, kept for overlayfs to apply to the layers below: `.wh..wh..opq` becomes the
+    opaque xattr on its directory, `.wh.NAME` a 0:0 character device named NAME (what overlayfs
+    itself writes in an upper directory, chapter 02)."""
+    directory = resolve(parent, fs)
+    fs.make_parents(os.path.join(directory, base))  # the directory, if the layer left it out
+    if base == OPAQUE:
+        fs.set_opaque(directory)
+        return
+    real = resolve(os.path.join(parent, base[len(WHITEOUT):]), fs)
+    if real not in mine and fs.kind(real) is None:  # what the layer itself writes stays
+        device = tarfile.TarInfo(m.name)
+        device.type, device.mode, device.uid, device.gid, device.mtime = tarfile.CHRTYPE, 0, m.uid, m.gid, m.mtime
+        fs.put(real, device, None)
+# --8<-- [end:overlay-markers]
 
 
 def _resolve_existing(name: str, fs) -> str | None:
@@ -252,6 +276,10 @@ def _check(m: tarfile.TarInfo) -> None:
     # since every name is resolved inside the target (see resolve). Only its length matters.
     if m.issym() and not 0 < len(os.fsencode(m.linkname)) < PATH_MAX:
         raise _refuse(m, f"a symlink's target must be 1 to {PATH_MAX - 1} bytes long", MALFORMED)
+    if any(k.startswith(XATTR_PAX + OVERLAY_XATTRS) for k in m.pax_headers):
+        # overlayfs's own xattrs (opaque, redirect, metacopy) steer how it looks up the layers
+        # below: from a stranger's layer they could make a file appear where it does not belong.
+        raise _refuse(m, "overlayfs's private extended attributes (trusted.overlay.*)", MALFORMED)
     if m.islnk():  # a hard link names another entry of the layer: the same rules as a name
         link = os.path.normpath(m.linkname)
         if m.linkname.startswith("/") or link == ".." or link.startswith("../"):

@@ -20,6 +20,8 @@ import shutil
 import stat
 import tempfile
 
+from minidocker.unionfs.model import OPAQUE_XATTR
+
 DIR, FILE, LINK = "dir", "file", "link"  # what `kind` answers; None when nothing is there
 MAXSYMLINKS = 40  # the kernel gives up after 40 symlinks in one lookup (ELOOP); so do we
 
@@ -126,6 +128,9 @@ class Preview:
         self.layer[name] = (DIR, None) if m.isdir() else (LINK, m.linkname) if m.issym() else (FILE, None)
 
     def set_time(self, name: str, mtime: float) -> None:
+        pass
+
+    def set_opaque(self, name: str) -> None:
         pass
 
 
@@ -257,6 +262,11 @@ class Disk:
     def set_time(self, name: str, mtime: float) -> None:
         self.keep(name)
         os.utime(self.path(name), (mtime, mtime), follow_symlinks=False)
+
+    def set_opaque(self, name: str) -> None:
+        """overlayfs's "hide what the layers below have here" (changeset.apply with markers)."""
+        self.keep(name)
+        os.setxattr(self.path(name), OPAQUE_XATTR, b"y", follow_symlinks=False)
 
 
 def _xattrs(path: str) -> dict[str, bytes]:
