@@ -46,7 +46,7 @@ def busybox(layout):
         manifest = {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
                     "config": layout.put_json(config, media.OCI_CONFIG), "layers": [layer]}
         descriptor = layout.put_json(manifest, media.OCI_MANIFEST)
-        image = layout._load(descriptor["digest"])
+        image = layout.load(descriptor["digest"])
         layers.unpack(layout, image)  # ready to run before it has a name
         layout.tag(NAME, descriptor)
     return layout.image(NAME)

@@ -176,12 +176,12 @@ class Layout:
             image = by_manifest.get(e["digest"])
             if image is None:
                 with contextlib.suppress(MinidockerError, OSError, ValueError, KeyError):
-                    image = by_manifest[e["digest"]] = self._load(e["digest"])
+                    image = by_manifest[e["digest"]] = self.load(e["digest"])
             if image and _name_of(e):
                 image.names.append(_name_of(e))
         return list(by_manifest.values())
 
-    def _load(self, manifest_digest: str) -> "Image":
+    def load(self, manifest_digest: str) -> "Image":
         manifest = self.read_json(manifest_digest)
         config_digest = manifest["config"]["digest"]
         size = os.path.getsize(self.blob_path(manifest_digest))
