@@ -77,16 +77,15 @@ PLUGINS = {
 
 
 # Docker's commands that later chapters bring. Until a plugin serves one, it answers in one line
-# which chapter to read, as `run` without --rootfs points to chapter 03 (and so do the flags of
-# later chapters, -v, -p, --network: cli/container.py).
+# which chapter to read (and so do the flags of later chapters, -v, -p, --network: cli/container.py).
 # --8<-- [start:later]
 LATER = {"images": "03", "image": "03", "pull": "03", "push": "03", "rmi": "03", "tag": "03",
          "commit": "03", "save": "03", "load": "03", "network": "04", "port": "04", "volume": "05",
          "build": "06", "daemon": "07"}
 UNTIL_THEN = {"03": "images; until then a container runs from a directory: run --rootfs DIR -- CMD",
               "04": "networks; until then a container has only its own loopback, Docker's --network none",
-              "05": "volumes; until then a container sees only its --rootfs",
-              "06": "build; until then a root filesystem is built by `minidocker rootfs DIR`",
+              "05": "volumes; until then a container sees only its image's files (or its --rootfs)",
+              "06": "build; until then an image is busybox, pulled, loaded, or made by `minidocker commit`",
               "07": "the daemon; until then each minidocker command is the engine itself"}
 # --8<-- [end:later]
 
