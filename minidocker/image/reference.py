@@ -124,8 +124,8 @@ def normalize(text: str) -> Reference:
     # Split `text` into (domain, remainder): the part before the first "/" is the domain only when
     # it contains "." or ":", is "localhost", or has upper case; otherwise the domain is docker.io.
     # index.docker.io becomes docker.io; on docker.io a name without "/" gets the "library/" prefix.
-    # Then call _refuse_upper_case(remainder), parse "domain/remainder", and add the tag "latest"
-    # when the reference has neither a tag nor a digest.
+    # Then parse them with _parse_full(domain, remainder), and add the tag "latest" when the
+    # reference has neither a tag nor a digest.
     first, slash, rest = text.partition("/")
     if slash and (first == "localhost" or "." in first or ":" in first or first.lower() != first):
         domain, remainder = first, rest
@@ -135,22 +135,28 @@ def normalize(text: str) -> Reference:
         domain = DEFAULT_DOMAIN
     if domain == DEFAULT_DOMAIN and "/" not in remainder:
         remainder = OFFICIAL_PREFIX + remainder
-    _refuse_upper_case(remainder)
-    ref = parse(f"{domain}/{remainder}")
+    ref = _parse_full(domain, remainder)
     if ref.tag is None and ref.digest is None:
         ref = dataclasses.replace(ref, tag=DEFAULT_TAG)
     return ref
     # --8<-- [end:ex-03-normalize]
 
 
-def _refuse_upper_case(remainder: str) -> None:
-    """Docker's own check and words. It looks at the repository up to the first ":", which is
-    the tag's or, with a digest and no tag, the digest's (a quirk we keep: same input, same
-    message as Docker)."""
+def _parse_full(domain: str, remainder: str) -> Reference:
+    """parse("domain/remainder"), after Docker's check for upper case. That check looks at the
+    repository up to the first ":", the tag's or, with a digest and no tag, the digest's (a quirk
+    we keep: same input, same message as Docker)."""
     repository = remainder.partition(":")[0]
     if repository.lower() != repository:
         raise MinidockerError(f"invalid reference format: repository name ({_shown(repository)}) must be lowercase",
                               "Docker's repository names are lower case; a tag may have upper case")
+    ref = parse(f"{domain}/{remainder}")
+    if ref.domain != domain:
+        # "my_host.example/x": the "." makes the first part a registry, but "_" is no host name's,
+        # so the grammar reads the whole as a path with no domain. Docker stores that reference,
+        # which no pull or push can use; minidocker refuses it.
+        raise MinidockerError("invalid reference format", f"{_shown(domain)!r} is not a registry's host name")
+    return ref
 
 
 def _check_digest(digest: str) -> None:
