@@ -17,7 +17,7 @@ from minidocker.cli import print_error
 from minidocker.cli.create_flags import create_body, parse_env
 from minidocker.container import lifecycle
 from minidocker.container.supervisor import Attach
-from minidocker.errors import MinidockerError
+from minidocker.errors import EXIT_ENGINE, MinidockerError
 
 
 def _check_terminal(args) -> None:
@@ -32,23 +32,76 @@ def _our_stdio(interactive: bool) -> Attach:
 
 def cmd_create(args) -> int:
     _check_terminal(args)
-    name, body = create_body(args)
-    host_config = body.pop("HostConfig")
-    print(lifecycle.create(body, host_config, name)["Id"])
+    print(_create(args, "create"))
     return 0
 
 
 def cmd_run(args) -> int:
     """`docker run` is create, then start: attached (we supervise it here) or detached (-d)."""
     _check_terminal(args)
-    name, body = create_body(args, detach=args.detach)
-    host_config = body.pop("HostConfig")
-    container_id = lifecycle.create(body, host_config, name)["Id"]
+    container_id = _create(args, "run", detach=args.detach)
     if args.detach:
         lifecycle.start(container_id)
         print(container_id)
         return 0
     return lifecycle.start(container_id, _our_stdio(args.interactive))
+
+
+# --8<-- [start:pull-missing]
+def _create(args, verb: str, detach: bool = False) -> str:
+    """The docker CLI's way to create: ask the engine, and when it has no such image, pull it and
+    ask again (--pull missing, the default); --pull always pulls first, --pull never does not."""
+    name, body = create_body(args, detach, verb)
+    host_config = body.pop("HostConfig")
+    if args.rootfs:
+        return lifecycle.create(body, host_config, name)["Id"]
+    ref = _pullable(body["Image"])  # an invalid reference: one line, before anything is done
+    if args.pull == "always" and ref:
+        _pull(ref)
+    try:
+        return lifecycle.create(body, host_config, name)["Id"]
+    except MinidockerError as e:
+        if not (e.what.startswith("No such image") and args.pull == "missing" and ref):
+            raise
+    print(f"Unable to find image '{ref.familiar()}' locally", file=sys.stderr, flush=True)
+    _pull(ref)
+    return lifecycle.create(body, host_config, name)["Id"]
+# --8<-- [end:pull-missing]
+
+
+def _pullable(image: str):
+    """The full reference to pull when `image` is missing; None for an image ID, which no
+    registry can be asked for (as the docker CLI's ParseAnyReference tells them apart)."""
+    from minidocker.image import reference
+
+    if re.fullmatch(r"(sha256:)?[0-9a-f]{64}", image) or image.startswith("sha256:"):
+        return None
+    return reference.normalize(image)
+
+
+def _pull(ref) -> None:
+    """Pull `ref` to the store, the progress on stderr (stdout is the container's). busybox:latest
+    is the one image a fresh, offline machine has: it is built from the host's busybox instead."""
+    from minidocker.image import layout
+
+    store = layout.Layout()
+    if str(ref) == "docker.io/library/busybox:latest":
+        from minidocker.image import builtin
+
+        builtin.busybox(store)
+        return
+    try:
+        from minidocker.image.pull import pull
+    except ModuleNotFoundError as e:
+        if e.name != "minidocker.image.pull":
+            raise
+        raise MinidockerError(f"cannot pull {ref.familiar()}: this minidocker has no `pull` yet",
+                              "load it (minidocker load -i FILE), or run busybox, which is built here") from None
+    try:
+        pull(str(ref), out=sys.stderr)
+    except MinidockerError as e:
+        e.exit_code = EXIT_ENGINE  # `docker run` fails with 125 whatever stopped its pull
+        raise
 
 
 def cmd_start(args) -> int:
@@ -228,11 +281,15 @@ def cmd_diff(args) -> int:
 # The command line
 
 def _create_flags(p) -> None:
-    p.add_argument("--rootfs", metavar="DIR", help="the root filesystem (DIR:O for an overlay on top of it)")
+    p.add_argument("--rootfs", metavar="DIR", help="run from a directory instead of an image (DIR:O: an overlay "
+                                                    "on top of it); the words after -- are the command")
+    p.add_argument("--entrypoint", metavar="PROG", help="override the image's ENTRYPOINT (\"\" resets it)")
+    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
+                   help="pull the image before creating: missing (default), always or never")
     p.add_argument("--name", help="a name for the container")
     p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="set an environment variable")
     p.add_argument("-w", "--workdir", help="the working directory inside the container")
-    p.add_argument("-u", "--user", help="UID[:GID] to run as")
+    p.add_argument("-u", "--user", help="USER[:GROUP] to run as: names or numbers (the image's /etc/passwd)")
     p.add_argument("-h", "--hostname", help="the container's hostname (default: its short id)")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
@@ -247,7 +304,8 @@ def _create_flags(p) -> None:
                            (("-P", "--publish-all"), "04"), (("--network", "--net"), "04")):
         p.add_argument(*flags, action=Later, nargs=0 if flags[0] == "-P" else None, chapter=chapter,
                        help=f"comes in chapter {chapter}")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND] [ARG...]",
+                   help="the image and the command to run in it (the image's CMD if none)")
 
 
 class Later(argparse.Action):

@@ -81,9 +81,28 @@ def parse_env(items: list[str]) -> list[str] | None:
     return list(env.values()) or None
 
 
-def create_body(args, detach: bool = False) -> tuple[str | None, dict]:
+def image_and_command(args, verb: str) -> tuple[str, list[str]]:
+    """`run [FLAGS] IMAGE [CMD...]`: the first word after the flags is the image, the rest its
+    command. With --rootfs DIR (minidocker's own, from chapter 01) every word is the command, and
+    the "image" is the directory, made absolute: no image reference starts with "/", so the engine
+    can tell the two apart."""
+    words = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.rootfs:
+        return os.path.abspath(args.rootfs), words
+    if not words:
+        raise MinidockerError(f'"{verb}" requires at least 1 argument', f"minidocker {verb} [OPTIONS] IMAGE [COMMAND] [ARG...]")
+    return words[0], words[1:]
+
+
+def entrypoint(args) -> list[str] | None:
+    """--entrypoint PROG -> [PROG]; --entrypoint "" -> [""], which tells the engine to reset the
+    image's Entrypoint to none (the docker CLI sends exactly this); no flag -> None."""
+    return None if args.entrypoint is None else [args.entrypoint]
+
+
+def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str | None, dict]:
     """(name, body) for POST /containers/create?name=NAME, from parsed `run`/`create` flags."""
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    image, command = image_and_command(args, verb)
     host_config = {"AutoRemove": args.rm, "ReadonlyRootfs": args.read_only,
                    "Memory": parse_size(args.memory) if args.memory is not None else 0,
                    "NanoCpus": parse_nano_cpus(args.cpus) if args.cpus is not None else 0,
@@ -98,8 +117,8 @@ def create_body(args, detach: bool = False) -> tuple[str | None, dict]:
         "Tty": args.tty, "OpenStdin": args.interactive,
         "StdinOnce": args.interactive and not detach,  # stdin closes when the attached client leaves
         "Env": parse_env(args.env), "Cmd": command or None,
-        # Until images (chapter 03) the "image" is a directory: the root filesystem itself.
-        "Image": args.rootfs or "", "WorkingDir": args.workdir or "", "Entrypoint": None,
+        # The image as typed (Docker keeps it so: `ps` shows it), or a --rootfs directory.
+        "Image": image, "WorkingDir": args.workdir or "", "Entrypoint": entrypoint(args),
         "HostConfig": host_config,
     }
     return args.name, body

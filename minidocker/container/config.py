@@ -8,6 +8,7 @@ refused request is one clear line and exit code 125, before anything is created.
 
 import os
 import re
+import stat
 
 from minidocker.cgroups import CFS_PERIOD_US, MIN_MEMORY
 from minidocker.errors import MinidockerError
@@ -28,27 +29,102 @@ def check_name(name: str) -> str:
 
 
 def parse_user(user: str) -> tuple[int, int | None]:
-    """Config.User "UID[:GID]" -> (uid, gid or None). (Docker also resolves names in the image's
-    /etc/passwd; that comes with images, in chapter 03.)"""
+    """Config.User "UID[:GID]" -> (uid, gid or None), numbers only: what can be checked without
+    a filesystem to look names up in (resolve_user does that)."""
     match = re.fullmatch(r"(\d+)(?::(\d+))?", user)
     if not match:
         raise MinidockerError(f"invalid user {user!r}", "use -u UID or -u UID:GID, e.g. -u 1000:1000")
     uid, gid = (None if v is None else int(v) for v in match.groups())
-    if uid > MAX_ID or (gid or 0) > MAX_ID:
-        raise MinidockerError(f"invalid user {user!r}: uids and gids must be in range 0-{MAX_ID}",
-                              "use a smaller number")
+    _check_range(user, uid, gid)
     return uid, gid
 
 
-def check(config: dict, host_config: dict) -> None:
-    """Refuse what Docker's daemon refuses, with its words where it has them."""
+def _check_range(user: str, *ids: int | None) -> None:
+    if any((i or 0) > MAX_ID for i in ids):
+        raise MinidockerError(f"invalid user {user!r}: uids and gids must be in range 0-{MAX_ID}",
+                              "use a smaller number")
+
+
+def layered_file(layers: list[str], path: str) -> str | None:
+    """The real file that `path` ("etc/passwd") is in a stack of layers, top-most first, as the
+    overlay will show it: the top-most layer that has it, unless a layer above deleted it (a
+    whiteout: a 0/0 character device) or made its directory opaque. None if it is not there."""
+    for layer in layers:
+        real = os.path.join(layer, path)
+        try:
+            st = os.lstat(real)
+        except OSError:  # not in this layer (or its parent is no directory here)
+            st = None
+        if st is not None:
+            return None if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 else real
+        try:
+            if os.getxattr(os.path.dirname(real), "trusted.overlay.opaque") == b"y":
+                return None  # the directory was replaced here: nothing below shows through
+        except OSError:
+            pass
+    return None
+
+
+def _entries(layers: list[str], path: str) -> list[list[str]]:
+    """The colon-separated lines of /etc/passwd or /etc/group in the layers; none if it is missing."""
+    real = layered_file(layers, path)
+    try:
+        with open(real or "", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if not line.startswith("#")]
+    except OSError:
+        return []
+
+
+# --8<-- [start:resolve-user]
+def resolve_user(user: str, layers: list[str]) -> tuple[int, int, str]:
+    """Config.User -> (uid, gid, home), with names looked up in the image's /etc/passwd and
+    /etc/group (`layers`: the root filesystem's layers, top-most first), as runc and Docker do:
+
+    - "NAME" or "UID": the passwd entry gives the uid, the primary gid and the home; a UID that
+      has no entry is still a uid (gid 0, home "/"), a NAME that has none is an error;
+    - ":GROUP" or ":GID" replaces the gid, looked up in /etc/group the same way.
+    The lookup happens when the container is created, in the image's files (Docker looks when it
+    starts, in the container's own: a user added by the container counts there, not here)."""
+    name, _, group = user.partition(":")
+    uid, gid, home = None, 0, "/"
+    for fields in _entries(layers, "etc/passwd"):
+        if len(fields) >= 6 and name in (fields[0], fields[2]) and fields[2].isdigit() and fields[3].isdigit():
+            uid, gid, home = int(fields[2]), int(fields[3]), fields[5] or "/"
+            break
+    if uid is None:
+        if not name.isdigit():
+            raise MinidockerError(f"unable to find user {name}: no matching entries in passwd file",
+                                  "use a user of the image's /etc/passwd, or a number: -u UID[:GID]")
+        uid = int(name)
+    if group:
+        found = [f for f in _entries(layers, "etc/group") if len(f) >= 3 and group in (f[0], f[2]) and f[2].isdigit()]
+        if found:
+            gid = int(found[0][2])
+        elif group.isdigit():
+            gid = int(group)
+        else:
+            raise MinidockerError(f"unable to find group {group}: no matching entries in group file",
+                                  "use a group of the image's /etc/group, or a number: -u UID:GID")
+    _check_range(user, uid, gid)
+    return uid, gid, home
+# --8<-- [end:resolve-user]
+
+
+def check(config: dict, host_config: dict, layers: list[str] | None = None) -> None:
+    """Refuse what Docker's daemon refuses, with its words where it has them. `layers`: the root
+    filesystem's layers, top-most first, where a user name is looked up (None: numbers only)."""
     if not config.get("Cmd") and not config.get("Entrypoint"):
-        raise MinidockerError("no command specified", "add one: minidocker run --rootfs DIR -- CMD")
+        raise MinidockerError("no command specified", "give one after the image: minidocker run IMAGE CMD")
+    if config.get("User"):
+        parse_user(config["User"]) if layers is None else resolve_user(config["User"], layers)
+    check_settings(config, host_config)
+
+
+def check_settings(config: dict, host_config: dict) -> None:
+    """What dockerd checks first, before it even looks for the image: the request's own values."""
     workdir = config.get("WorkingDir") or "/"
     if not workdir.startswith("/"):
         raise MinidockerError(f"the working directory '{workdir}' is invalid", "it needs to be an absolute path")
-    if config.get("User"):
-        parse_user(config["User"])
     hostname = config.get("Hostname") or ""
     try:
         size = len(hostname.encode())

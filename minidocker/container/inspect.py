@@ -52,11 +52,22 @@ def inspect(ref: str) -> dict:
     """GET /containers/{id}/json: Docker's ContainerJSON (the fields that mean something here)."""
     c = find(ref)
     shown_state = {k: v for k, v in c.state.items() if not k.startswith("Supervisor")}
-    return {**c.record, "State": shown_state, "LogPath": c.log_path,
-            "GraphDriver": {"Name": "overlay2" if c.upperdir else "none",
-                            "Data": {"UpperDir": c.upperdir, "LowerDir": ":".join(c.lowerdirs)} if c.upperdir else None},
+    return {**c.record, "State": shown_state, "LogPath": c.log_path, "GraphDriver": graph_driver(c),
             "Mounts": [],  # volumes and bind mounts come in chapter 05
             "NetworkSettings": network_settings()}
+
+
+def graph_driver(c: records.Container) -> dict:
+    """Where the container's filesystem lives, in the words of Docker's overlay2 driver: the
+    read-only layers (LowerDir, top-most first, as overlayfs's lowerdir= lists them), the
+    container's writable layer (UpperDir), overlayfs's scratch space (WorkDir), and the mount
+    point of the union (MergedDir: mounted only inside the container's mount namespace, so on
+    the host it is an empty directory)."""
+    overlay = c.spec.get("minidocker", {}).get("overlay")
+    if not overlay:
+        return {"Name": "none", "Data": None}  # --rootfs DIR: the directory itself, no layers
+    return {"Name": "overlay2", "Data": {"LowerDir": ":".join(overlay["lowerdirs"]), "MergedDir": c.spec["root"]["path"],
+                                         "UpperDir": overlay["upperdir"], "WorkDir": overlay["workdir"]}}
 
 
 def network_settings() -> dict:

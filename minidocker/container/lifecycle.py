@@ -61,25 +61,44 @@ def all_containers() -> list[records.Container]:
 # --8<-- [start:create]
 def create(config: dict, host_config: dict, name: str | None = None) -> dict:
     """POST /containers/create: check the request, then write the container's record and its
-    OCI config (the runtime's bundle) in one atomic step. Nothing runs yet."""
+    OCI config (the runtime's bundle) in one atomic step. Nothing runs yet.
+
+    Config.Image names an image ("busybox", "sha256:…"), whose config gives the defaults and
+    whose layers are the rootfs; or, minidocker's own, an absolute path: a --rootfs directory."""
     store.require_root()
-    checks.check(config, host_config)
+    checks.check_settings(config, host_config)  # dockerd's order: the request's values, then the image
     if name is not None:
         name = checks.check_name(name)
-    rootfs, _ = specs.rootfs_of(config.get("Image") or "")
     if not config.get("Image"):
-        raise MinidockerError("no --rootfs given", "images come in chapter 03: run --rootfs DIR -- CMD")
-    if not os.path.isdir(rootfs):
-        raise MinidockerError(f"rootfs {rootfs} is not a directory", "build one: minidocker rootfs DIR")
+        raise MinidockerError("no image given", "minidocker run IMAGE [CMD...], or --rootfs DIR -- CMD")
+    image = None
+    if specs.is_rootfs(config["Image"]):
+        rootfs, _ = specs.rootfs_of(config["Image"])
+        if not os.path.isdir(rootfs):
+            raise MinidockerError(f"rootfs {rootfs} is not a directory", "build one: minidocker rootfs DIR")
+        layers = [rootfs]
+    else:
+        from minidocker.image import defaults, layers as image_layers, layout
+
+        store_ = layout.Layout()
+        image = store_.image(config["Image"])  # "No such image: …": the CLI may pull it, then ask again
+        config = defaults.merge(config, image.config.get("config") or {})
+        # Unpacked once per layer (chain ID) and shared by every container of every image that
+        # has it. Docker unpacks at pull; we do it on first use. Lowest first, as the image lists them.
+        layers = image_layers.unpack(store_, image)[::-1]  # top-most first, as overlayfs stacks them
+    checks.check(config, host_config, layers)  # -u NAME is looked up in the image's /etc/passwd
     command = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
     record = {"Name": name, "Path": command[0], "Args": command[1:],
+              # Docker's ContainerJSON: "Image" is the image's ID, Config.Image the name as typed.
+              "Image": image.id if image else "",
               "Config": {**config, "Hostname": config.get("Hostname") or ""},
               "HostConfig": dict(host_config)}
 
     def spec_for(container_dir: str, record: dict) -> dict:
         cid = os.path.basename(container_dir)
         record["Config"]["Hostname"] = record["Config"]["Hostname"] or cid[:12]
-        spec = specs.from_container(cid, container_dir, record["Config"], record["HostConfig"])
+        spec = specs.from_container(cid, container_dir, record["Config"], record["HostConfig"],
+                                    layers[::-1] if image else None)
         record["Config"]["Env"] = spec["process"]["env"]  # inspect shows the whole environment, as Docker does
         return spec
 

@@ -5,7 +5,8 @@
         container.json   Docker's view: Id, Name, Created, Config, HostConfig (what `inspect` shows)
         state.json       State: Status, Running, Pid, ExitCode, OOMKilled, StartedAt, FinishedAt
         <id>-json.log    the output, one JSON object per line (Docker's json-file log format)
-        upper/ work/ merged/   the writable layer when the rootfs is an overlay (chapter 02)
+        upper/ work/ merged/   the writable layer when the rootfs is an overlay (chapter 02): over
+                         an image's layers ($MINIDOCKER_ROOT/layers/…, chapter 03) or a --rootfs DIR:O
 
 Every file is written atomically (a temp file, then rename), so a crash leaves the old version or
 the new one, never half of one. Creation and removal hold a lock on the containers directory.
@@ -126,6 +127,18 @@ def find(ref: str) -> Container:
     if len(matches) > 1:
         raise MinidockerError(f"multiple IDs found with provided prefix: {ref}", "give more of the id")
     raise MinidockerError(f"No such container: {ref}", "see `minidocker ps -a`")
+
+
+def images_in_use() -> set[str]:
+    """The IDs of the images that containers were created from (any state): `rmi` refuses to
+    delete one of these without -f, as Docker does."""
+    return {c.record["Image"] for c in all_containers() if c.record.get("Image")}
+
+
+def layers_in_use() -> set[str]:
+    """The read-only layer directories under containers' overlays (their spec's lowerdirs): layer
+    garbage collection must keep these, whatever became of the image that brought them."""
+    return {d for c in all_containers() for d in c.lowerdirs}
 
 
 def remove_dir(c: Container) -> None:

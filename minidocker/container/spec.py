@@ -11,7 +11,7 @@ import os
 
 from minidocker import cgroups
 from minidocker.container import oci_defaults
-from minidocker.container.config import cpu_quota, parse_user
+from minidocker.container.config import cpu_quota, resolve_user
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's default
@@ -19,17 +19,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  #
 NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup")
 
 
-def home_of(rootfs: str, uid: int) -> str:
-    """The user's home from the rootfs's /etc/passwd; "/" when it has none (Docker does the same)."""
-    try:
-        with open(os.path.join(rootfs, "etc/passwd")) as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) >= 6 and fields[2] == str(uid):
-                    return fields[5] or "/"
-    except OSError:
-        pass
-    return "/"
+def home_of(layers: list[str]) -> str:
+    """root's home (uid 0) from the image's /etc/passwd, read through its layers (top-most
+    first); "/" when it has none, as Docker does."""
+    return resolve_user("0", layers)[2]
 
 
 def merge_env(defaults: list[str], overrides: list[str]) -> list[str]:
@@ -42,10 +35,15 @@ def merge_env(defaults: list[str], overrides: list[str]) -> list[str]:
 
 
 def rootfs_of(image: str) -> tuple[str, bool]:
-    """Until images (chapter 03), Config.Image names a directory: "DIR", or "DIR:O" for an overlay
-    with DIR as its read-only lower layer (podman's syntax)."""
+    """Config.Image as minidocker's --rootfs gives it, an absolute path (no image reference starts
+    with "/"): "DIR", or "DIR:O" for an overlay with DIR as its read-only lower layer (podman's
+    syntax)."""
     overlay = image.endswith(":O")
     return os.path.abspath(image[:-2] if overlay else image), overlay
+
+
+def is_rootfs(image: str) -> bool:
+    return image.startswith("/")
 
 
 def resources(host_config: dict) -> dict:
@@ -63,12 +61,19 @@ def resources(host_config: dict) -> dict:
     return found
 
 
-def from_container(container_id: str, container_dir: str, config: dict, host_config: dict) -> dict:
-    """The OCI runtime config (config.json) for one container."""
-    rootfs, overlay = rootfs_of(config["Image"])
+def from_container(container_id: str, container_dir: str, config: dict, host_config: dict,
+                   image_layers: list[str] | None = None) -> dict:
+    """The OCI runtime config (config.json) for one container. `image_layers`: the unpacked
+    layers of its image, lowest first; None when Config.Image is a --rootfs directory."""
+    if image_layers is None:
+        rootfs, overlay = rootfs_of(config["Image"])
+        layers = [rootfs]
+    else:
+        rootfs, overlay = None, True
+        layers = image_layers[::-1]  # overlayfs lists the top-most layer first, an image the lowest
     hostname = config["Hostname"] or container_id[:12]
-    uid, gid = parse_user(config["User"]) if config.get("User") else (0, None)
-    defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}", f"HOME={home_of(rootfs, uid)}"]
+    uid, gid, home = resolve_user(config["User"], layers) if config.get("User") else (0, 0, home_of(layers))
+    defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}", f"HOME={home}"]
     if config.get("Tty"):
         defaults.append("TERM=xterm")  # Docker sets it for -t, so programs know they can draw
     # "NAME" alone (the docker CLI sends it for `-e NAME` when NAME is unset) sets nothing.
@@ -77,7 +82,7 @@ def from_container(container_id: str, container_dir: str, config: dict, host_con
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": bool(config.get("Tty")),
-            "user": {"uid": uid, "gid": uid if gid is None else gid},
+            "user": {"uid": uid, "gid": gid},
             "args": (config.get("Entrypoint") or []) + (config.get("Cmd") or []),
             "env": merge_env(defaults, env),
             "cwd": config.get("WorkingDir") or "/",
@@ -98,10 +103,12 @@ def from_container(container_id: str, container_dir: str, config: dict, host_con
     }
     if overlay:
         # --8<-- [start:writable-layer]
-        # The container's own writable layer on top of the read-only rootfs. The supervisor
-        # makes these directories; the runtime mounts the overlay on "merged".
+        # The container's own writable layer on top of the read-only layers (an image's, or a
+        # --rootfs DIR:O). The supervisor makes these directories; the runtime mounts the
+        # overlay on "merged", inside the container's mount namespace, as Docker's graph driver
+        # does before runc starts: nothing is mounted on the host, and nothing is left to unmount.
         spec["root"]["path"] = os.path.join(container_dir, "merged")
-        spec["minidocker"]["overlay"] = {"lowerdirs": [rootfs],
+        spec["minidocker"]["overlay"] = {"lowerdirs": layers,
                                          "upperdir": os.path.join(container_dir, "upper"),
                                          "workdir": os.path.join(container_dir, "work")}
         # --8<-- [end:writable-layer]
