@@ -66,7 +66,7 @@ class TokenServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.realm = f"http://127.0.0.1:{self.httpd.server_port}/token"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def sign(self, claims: dict) -> str:
@@ -163,12 +163,10 @@ class LocalRegistry:
 
     def close(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            # SIGKILL, not SIGTERM: the registry would drain its connections for a while, and its
+            # storage is thrown away next anyway.
+            self.process.kill()
+            self.process.wait()
         if getattr(self, "log", None):
             self.log.close()
         if self.token_server:
@@ -183,3 +181,79 @@ def open_registry(auth: str | None = None):
         yield registry
     finally:
         registry.close()
+
+
+class FakeRegistry:
+    """A registry that misbehaves on purpose, which a real one will not: it serves one image
+    (`blobs`: digest -> bytes, `manifest` bytes under the tag "latest"), except that the blob
+    `fault_digest` is served per `fault`:
+    - "corrupt": other bytes of the same length (the digest will not match);
+    - "truncated": the Content-Length of the whole, half the bytes, then the connection closed;
+    - "missing": 404 BLOB_UNKNOWN;
+    - "stall": half the bytes, then nothing until close() (for a pull killed half-way);
+      `.stalled` is set once the half is sent."""
+
+    def __init__(self, manifest: bytes, media_type: str, blobs: dict, fault: str = "", fault_digest: str = ""):
+        self.stalled, self.release = threading.Event(), threading.Event()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                fake.answer(self, manifest, media_type, blobs, fault, fault_digest)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.host = f"127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def answer(self, h, manifest, media_type, blobs, fault, fault_digest) -> None:
+        path = h.path.split("?")[0]
+        if path == "/v2/":
+            return self._send(h, 200, b"{}")
+        if path.endswith("/manifests/latest"):
+            return self._send(h, 200, manifest, media_type)
+        digest = path.rsplit("/", 1)[-1]
+        if digest not in blobs or (digest == fault_digest and fault == "missing"):
+            body = json.dumps({"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]})
+            return self._send(h, 404, body.encode())
+        data = blobs[digest]
+        if digest != fault_digest or fault not in ("corrupt", "truncated", "stall"):
+            return self._send(h, 200, data, "application/octet-stream")
+        if fault == "corrupt":
+            return self._send(h, 200, bytes(b ^ 0xFF for b in data[:64]) + data[64:], "application/octet-stream")
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[: len(data) // 2])
+        h.wfile.flush()
+        if fault == "stall":
+            self.stalled.set()
+            self.release.wait(30)
+        h.close_connection = True
+
+    @staticmethod
+    def _send(h, status: int, body: bytes, content_type: str = "application/json") -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -211,6 +211,9 @@ def pull(text: str, platform: str | None = None, quiet: bool = False, out=None) 
         return _pull(ref, want, layout, registry, progress)
     except RegistryError as e:
         raise _explain(e, ref) from None
+    except MinidockerError as e:
+        e.exit_code = EXIT_PULL  # docker pull fails with 1, whatever failed (the daemon's error)
+        raise
     finally:
         registry.close()
 
@@ -243,7 +246,7 @@ def _pull(ref, want: dict, layout: Layout, registry: Registry, progress: Progres
         with layout.ingest(manifest_digest, len(data)) as w:
             w.write(data)
 
-        image = Image(manifest["config"]["digest"], manifest_digest, len(data), manifest, config)
+        image = layout.load(manifest_digest)
         from minidocker.image import layers
 
         for d in fetched:
