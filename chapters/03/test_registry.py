@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import harness
-from minidocker.image import auth, digest, layers, layout as layouts, media, pull as pulls
+from minidocker.image import auth, builtin, digest, layers, layout as layouts, media, pull as pulls
 from minidocker.image.progress import Progress
 
 registries = importlib.import_module("chapters.03.registries")
@@ -140,6 +140,18 @@ def test_push_then_pull_back(registry, store, md):
     out = _ok(md("pull", name), "a second pull")
     assert f"Status: Image is up to date for {name}:latest" in out.stdout, out.stdout
     assert _ok(md("pull", "-q", name), "pull -q").stdout == f"{name}:latest\n", "pull -q prints the full name only"
+
+
+def test_run_an_image_pulled_from_the_registry(registry, store, md):
+    name = f"{registry.host}/md/busybox"
+    store.tag(f"{name}:latest", builtin.busybox(store).descriptor())
+    _ok(md("push", name), "push of the busybox image")
+    _forget(store, name)  # and busybox:latest with it: one manifest, two names
+    out = md("run", "--rm", name, "echo", "hi")
+    assert out.returncode == 0 and out.stdout == "hi\n", \
+        f"run pulls a missing image, then runs it from its unpacked layers: {harness.explain(out)} ({DOCS}#pull)"
+    assert "Pull complete" in out.stderr and f"Status: Downloaded newer image for {name}:latest" in out.stderr, \
+        f"run's pull shows its progress on stderr: {out.stderr}"
 
 
 def test_push_mounts_blobs_from_another_repository(registry, store, md):
