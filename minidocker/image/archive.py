@@ -166,6 +166,7 @@ class _Archive:
     def __init__(self, layout):
         self.layout = layout
         self.files: dict[str, _File] = {}
+        self.by_digest: dict[str, _File] = {}
         self.links: dict[str, str] = {}
 
     def file(self, name: str, where: str) -> _File:
@@ -179,14 +180,14 @@ class _Archive:
         raise MinidockerError(f"invalid archive: {where} names {name!r}, which the archive does not hold", HINT)
 
     def blob(self, descriptor: dict, what: str) -> _File:
-        """The blob a descriptor points at, from the archive or, when the archive leaves it out,
-        from the store; its size must be the descriptor's (its digest is checked as it is read)."""
+        """The blob a descriptor points at. Content addressing makes its place in the archive
+        irrelevant (blobs/sha256/<hex> in an OCI layout, <hex>.json in a legacy one): any file with
+        that digest will do, and so will the store's own copy when the archive leaves it out."""
         digest = digests.check(descriptor.get("digest"))
-        try:
-            found = self.file(blob_path(digest), what)
-        except MinidockerError:
+        found = self.by_digest.get(digest)
+        if found is None:
             if not self.layout.has_blob(digest):
-                raise MinidockerError(f"invalid archive: the {what} {digest} is missing", HINT) from None
+                raise MinidockerError(f"invalid archive: the {what} {digest} is missing", HINT)
             with self.layout.open_blob(digest) as f:
                 found = _File(f.seek(0, 2), digest)
         if found.size != descriptor.get("size"):
@@ -238,7 +239,8 @@ def read_archive(layout, fileobj) -> _Archive:
                 elif member.islnk():  # a hard link names another entry from the archive's top
                     archive.links[name] = _safe(member.linkname)
                 elif member.isreg():
-                    archive.files[name] = _take(layout, tar.extractfile(member), member.size, name)
+                    found = archive.files[name] = _take(layout, tar.extractfile(member), member.size, name)
+                    archive.by_digest[found.digest] = found
                 # Directories say nothing we need; devices and fifos have no place in an image archive.
     except (tarfile.TarError, EOFError, zlib.error) as e:  # truncated, or not a tar at all
         raise MinidockerError(f"invalid archive: {e or type(e).__name__}", HINT) from None
