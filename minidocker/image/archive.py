@@ -231,7 +231,7 @@ def read_archive(layout, fileobj) -> _Archive:
     archive = _Archive(layout)
     try:
         # "r|*": a stream, maybe gzip-, bzip2- or xz-compressed, as `docker load` accepts.
-        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        with tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=_Entry) as tar:
             for member in tar:
                 name = _safe(member.name)
                 if member.issym():  # relative to its own directory
@@ -242,11 +242,26 @@ def read_archive(layout, fileobj) -> _Archive:
                     found = archive.files[name] = _take(layout, tar.extractfile(member), member.size, name)
                     archive.by_digest[found.digest] = found
                 # Directories say nothing we need; devices and fifos have no place in an image archive.
+            if not getattr(tar, "ended", False):
+                raise tarfile.ReadError("unexpected end of data: the archive is cut short")
     except (tarfile.TarError, EOFError, zlib.error) as e:  # truncated, or not a tar at all
         raise MinidockerError(f"invalid archive: {e or type(e).__name__}", HINT) from None
     if not archive.files:
         raise MinidockerError("invalid archive: it holds no files", HINT)
     return archive
+
+
+class _Entry(tarfile.TarInfo):
+    """tarfile ends its members quietly both at the end-of-archive marker (a zero block) and where
+    the data runs out; the second is a truncated archive, and a load must say so, not guess."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            tar.ended = True
+            raise
 
 
 def _safe(name: str) -> str:
