@@ -230,10 +230,14 @@ def list_images(all: bool = False, filters: dict[str, list[str]] | None = None,
         created = timestamp(image.created)
         if any(created >= b for b in bounds["before"]) or any(created <= b for b in bounds["since"]):
             continue
+        digested = repo_digests(image)
+        if "reference" in filters:  # only the repositories the pattern let through
+            repos = {reference.parse(n).familiar_name for n in names}
+            digested = [d for d in digested if d.split("@", 1)[0] in repos]
         summaries.append({
             "Id": image.id, "ParentId": "",
             "RepoTags": [familiar(n) for n in names],
-            "RepoDigests": repo_digests(image),
+            "RepoDigests": digested,
             "Created": int(created), "Size": size(image), "SharedSize": -1,
             "Labels": (image.config.get("config") or {}).get("Labels") or {}, "Containers": -1,
         })
