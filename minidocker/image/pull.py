@@ -15,7 +15,7 @@ import http.client
 import json
 import platform as host
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from minidocker.errors import MinidockerError
 from minidocker.image import digest as digests, media, reference
@@ -178,25 +178,50 @@ class Download:
     # --8<-- [end:download]
 
 
-def download_all(download: Download, layers: list[dict], progress: Progress) -> list[dict]:
-    """A few layers at a time (Docker's 3): more connections beyond that rarely go faster.
-    Returns the layers that were downloaded (those not in the store already)."""
-    unique = list({d["digest"]: d for d in layers}.values())
+# --8<-- [start:download-all]
+def download_and_unpack(download: Download, manifest: dict, config: dict, progress: Progress) -> None:
+    """A few layers download at a time (Docker's 3: more connections rarely go faster), while
+    this thread unpacks them in order, each as soon as it and every layer below it are here:
+    layer 1 is extracting while layers 2-4 still download, as in Docker's output."""
+    from minidocker.image import layers
+
+    unique = list({d["digest"]: d for d in manifest["layers"]}.values())
     missing = [d for d in unique if not download.layout.has_blob(d["digest"])]
     for d in unique:
         progress.update(short(d["digest"]), "Pulling fs layer" if d in missing else "Already exists")
     for d in missing[MAX_CONCURRENT_DOWNLOADS:]:
         progress.update(short(d["digest"]), "Waiting")
+    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
     with ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="md-pull") as pool:
-        futures = [pool.submit(download, d) for d in missing]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next((f for f in futures if f in done and f.exception()), None)
-        if failed:
-            download.stop.set()
-            for f in futures:
+        futures = {d["digest"]: pool.submit(download, d) for d in missing}
+        try:
+            for i, d in enumerate(manifest["layers"]):
+                future = futures.get(d["digest"])
+                while future and not future.done():  # ...and stop at the first failure anywhere
+                    wait([f for f in futures.values() if not f.done()], return_when=FIRST_COMPLETED)
+                    _raise_first_error(futures.values())
+                _raise_first_error(futures.values())
+                fetched = d in missing and d not in manifest["layers"][:i]
+                if fetched:
+                    progress.update(short(d["digest"]), "Extracting")
+                # The image made of the layers so far: unpack() does what is not unpacked yet.
+                below = Image(manifest["config"]["digest"], "", 0, {"layers": manifest["layers"][: i + 1]},
+                              {"rootfs": {"diff_ids": diff_ids[: i + 1]}})
+                layers.unpack(download.layout, below)  # verifies the layer's diff_id as it unpacks
+                if fetched:
+                    progress.update(short(d["digest"]), "Pull complete")
+        except BaseException:
+            download.stop.set()  # the downloads still running end at their next chunk
+            for f in futures.values():
                 f.cancel()
-            raise failed.exception()
-    return missing
+            raise
+# --8<-- [end:download-all]
+
+
+def _raise_first_error(futures) -> None:
+    for f in futures:
+        if f.done() and not f.cancelled() and f.exception():
+            raise f.exception()
 
 
 # -- pull ---------------------------------------------------------------------------------------
@@ -242,18 +267,15 @@ def _pull(ref, want: dict, layout: Layout, registry: Registry, progress: Progres
         config = layout.read_json(manifest["config"]["digest"])
         if len(config.get("rootfs", {}).get("diff_ids", [])) != len(manifest["layers"]):
             raise pull_error("invalid image: the config's rootfs.diff_ids and the manifest's layers differ in number")
-        fetched = [] if up_to_date else download_all(download, manifest["layers"], progress)
+        if up_to_date:
+            from minidocker.image import layers
+
+            layers.unpack(layout, layout.load(manifest_digest))  # in case they were removed
+        else:
+            download_and_unpack(download, manifest, config, progress)
         with layout.ingest(manifest_digest, len(data)) as w:
             w.write(data)
-
         image = layout.load(manifest_digest)
-        from minidocker.image import layers
-
-        for d in fetched:
-            progress.update(short(d["digest"]), "Extracting")
-        layers.unpack(layout, image)  # verifies each layer's diff_id as it unpacks
-        for d in fetched:
-            progress.update(short(d["digest"]), "Pull complete")
         layout.tag(name, {"mediaType": media_type, "digest": manifest_digest, "size": len(data)})
     image.names.append(name)
     progress.line(f"Digest: {resolved}")
