@@ -23,9 +23,8 @@ import shutil
 
 from minidocker import store
 from minidocker.errors import MinidockerError
-from minidocker.image import compression, digest as digests
+from minidocker.image import digest as digests
 from minidocker.image.layout import claim, clean_orphans
-from minidocker.unionfs import changeset
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -69,6 +68,10 @@ def unpack(layout, image) -> list[str]:
 
 # --8<-- [start:unpack]
 def _unpack_one(layout, descriptor: dict, diff_id: str, chain_id: str, parent: str) -> None:
+    # Imported here: a `run` of an image whose layers are unpacked needs neither (tarfile, gzip: ~15 ms).
+    from minidocker.image import compression
+    from minidocker.unionfs import changeset
+
     ingest = os.path.join(root(), "ingest")
     os.makedirs(ingest, exist_ok=True)
     clean_orphans(ingest)  # what a killed unpack left
