@@ -11,8 +11,10 @@ import io
 import itertools
 import json
 import os
+import pty
 import signal
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -126,7 +128,11 @@ def test_saved_busybox_loads_into_a_fresh_root_with_the_same_id(fresh):
     image = builtin.busybox(store)
     data = saved(store, "busybox:latest")
     other = fresh()
-    assert archive.load(other, io.BytesIO(data)) == [BUSYBOX_ID_LINE]
+    older = make_image(other, [layer({"old": b"1"})], "busybox:latest")
+    assert archive.load(other, io.BytesIO(data)) == [
+        f"The image busybox:latest already exists, renaming the old one with ID {older.id} to empty string",
+        BUSYBOX_ID_LINE], f"load says when a name moves to the loaded image, in Docker's words ({DOCS})"
+    assert [i.names for i in other.images() if i.id == older.id] == [[]], "the old image stays, dangling"
     loaded = other.image("busybox")
     assert (loaded.id, loaded.manifest_digest, loaded.names) == (image.id, image.manifest_digest, image.names), \
         f"load gives back the same image: its ID is its config's digest ({DOCS})"
@@ -225,20 +231,21 @@ def test_a_hand_built_oci_archive_loads(fresh, compress):
 
 def test_a_docker_24_archive_with_a_shared_layer_as_a_symlink_loads_from_a_pipe(fresh, md):
     """Docker ≤ 24: <hex>.json configs, <dir>/layer.tar layers, and a layer two images share
-    written once, the other image's directory holding a symlink to it."""
+    written once, the other image's directory holding a symlink to it. No manifest: load makes one."""
     base, top = layer({"base": b"b\n"}), layer({"top": b"t\n"})
     configs = [media.to_json({"os": "linux", "architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": ids}})
                for ids in ([digest.of(base)], [digest.of(base), digest.of(top)])]
     manifest = [{"Config": f"{digest.of(c)[7:]}.json", "RepoTags": tags, "Layers": paths} for c, tags, paths in zip(
         configs, (["base:1"], ["top:1", "top:latest"]), (["aaa/layer.tar"], ["bbb/layer.tar", "ccc/layer.tar"]))]
-    data = tar_of({"aaa/layer.tar": base, "ccc/layer.tar": top, **{f"{digest.of(c)[7:]}.json": c for c in configs},
+    data = tar_of({"aaa/layer.tar": base, "ccc/layer.tar": gzip.compress(top),  # Docker's loader takes gzip too **{f"{digest.of(c)[7:]}.json": c for c in configs},
                    "manifest.json": json.dumps(manifest).encode()}, links={"bbb/layer.tar": "../aaa/layer.tar"})
     store = fresh()
     out = md("load", input=data, binary=True)
     assert out.returncode == 0, f"load from a pipe failed: {harness.explain(out)} ({DOCS})"
     assert out.stdout.decode().splitlines() == ["Loaded image: base:1", "Loaded image: top:1", "Loaded image: top:latest"]
     assert store.image("top").id == digest.of(configs[1]), f"the legacy config is kept byte for byte ({DOCS})"
-    assert store.image("top").diff_ids == store.image("top:1").diff_ids
+    assert [l["mediaType"] for l in store.image("top").layers] == [media.OCI_LAYER, media.OCI_LAYER_GZIP], \
+        f"the manifest made for a legacy image says which layer is compressed ({DOCS}#ex-03-legacy-manifest)"
 
 
 def test_save_and_load_through_the_cli(fresh, md, tmp_path):
@@ -254,6 +261,16 @@ def test_save_and_load_through_the_cli(fresh, md, tmp_path):
     assert out.stdout.strip() == image.id, f"the loaded image has the saved ID ({DOCS}) {harness.explain(out)}"
     piped = md("save", "busybox", binary=True)
     assert piped.stdout == (tmp_path / "bb.tar").read_bytes(), "save to a pipe writes the same archive as -o"
+    # Docker will not write a tar to a terminal.
+    terminal, other_end = pty.openpty()
+    try:
+        out = subprocess.run([sys.executable, "-m", "minidocker", "save", "busybox"], stdout=other_end,
+                             stderr=subprocess.PIPE, text=True, env=harness.cli_env(), timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(other_end)
+    assert out.returncode == 125 and "cowardly refusing to save to a terminal" in out.stderr, \
+        f"save to a terminal: {out.stderr} ({DOCS})"
 
 
 # -- bad input: one clear line, nothing half-made -------------------------------------------------
@@ -287,13 +304,23 @@ def _bad_archives(good: bytes) -> dict[str, bytes]:
 
 
 def test_a_bad_archive_is_one_clear_error_and_leaves_nothing(fresh, md):
-    good = _good(fresh())
+    source = fresh()
+    good = _good(source)
+    bad = _bad_archives(good)
+    # Layers that unpack refuses (chapter 02's rules), and one that is not what its diff_id says.
+    make_image(source, [layer({"../escape": b"x"})], "hostile:1")
+    bad["a hostile layer"] = saved(source, "hostile:1")
+    liar = make_image(source, [layer({"a": b"a"})], "liar:1")
+    config = dict(liar.config, rootfs={"type": "layers", "diff_ids": ["sha256:" + "1" * 64]})
+    bad["a layer that is not its diff_id"] = tar_of({
+        "manifest.json": json.dumps([{"Config": "c.json", "RepoTags": ["liar:1"], "Layers": ["l.tar"]}]).encode(),
+        "c.json": media.to_json(config), "l.tar": layer({"a": b"a"})})
     store = fresh()
     before = visible(store)
-    for what, data in _bad_archives(good).items():
+    for what, data in bad.items():
         with pytest.raises(MinidockerError) as refused:
             archive.load(store, io.BytesIO(data))
-        assert "invalid archive" in str(refused.value) or "mismatch" in str(refused.value), f"{what}: {refused.value}"
+        assert any(w in str(refused.value) for w in ("invalid archive", "mismatch", "layer")), f"{what}: {refused.value}"
         assert visible(store) == before, f"{what}: a refused load left something in the store ({DOCS})"
         out = md("load", input=data, binary=True)
         err = out.stderr.decode()

@@ -201,6 +201,13 @@ class _Archive:
         with self.layout.open_blob(found.digest) as f:
             return f.read()
 
+    def head(self, found: _File) -> bytes:
+        """A file's first bytes, where a compressed stream says what it is (its "magic")."""
+        if found.data is not None:
+            return found.data[:4]
+        with self.layout.open_blob(found.digest) as f:
+            return f.read(4)
+
     def json(self, found: _File, what: str):
         try:
             return json.loads(self.read(found))
@@ -273,6 +280,7 @@ def _safe(name: str) -> str:
     return clean
 
 
+# --8<-- [start:take]
 def _take(layout, f, size: int, name: str) -> _File:
     """One regular file, as it streams by: kept (small), or ingested into the store (big). A file
     named blobs/sha256/<hex> is verified against that name, either way."""
@@ -288,6 +296,7 @@ def _take(layout, f, size: int, name: str) -> _File:
         while chunk := f.read(CHUNK):
             w.write(chunk)
     return _File(size, w.digest)
+# --8<-- [end:take]
 
 
 def images_in(archive: _Archive) -> list[tuple]:
@@ -352,19 +361,24 @@ def _go_arch() -> str:
 def _manifest_for(archive: _Archive, config: _File, layer_files: list[_File]) -> dict:
     """A legacy image has no manifest: make the one a registry would hold. The config is kept
     byte for byte, so the image ID (its digest) is the one Docker showed."""
+    # --8<-- [start:ex-03-legacy-manifest]
+    # Build an OCI manifest: the config's descriptor (media.OCI_CONFIG, config.digest, config.size)
+    # and one descriptor per layer file, its media type from its first bytes: gzip (1f 8b) is
+    # OCI_LAYER_GZIP, zstd (28 b5 2f fd) OCI_LAYER_ZSTD, else OCI_LAYER. archive.head(f) reads them.
     layer_descriptors = []
     for layer in layer_files:
-        if layer.data is not None:
-            head = layer.data[:4]
+        head = archive.head(layer)
+        if head.startswith(compression.GZIP_MAGIC):
+            media_type = media.OCI_LAYER_GZIP
+        elif head.startswith(compression.ZSTD_MAGIC):
+            media_type = media.OCI_LAYER_ZSTD
         else:
-            with archive.layout.open_blob(layer.digest) as f:
-                head = f.read(4)
-        kind = {compression.GZIP_MAGIC: media.OCI_LAYER_GZIP, compression.ZSTD_MAGIC: media.OCI_LAYER_ZSTD}
-        media_type = kind.get(head[:2], kind.get(head, media.OCI_LAYER))
+            media_type = media.OCI_LAYER
         layer_descriptors.append({"mediaType": media_type, "digest": layer.digest, "size": layer.size})
     return {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
             "config": {"mediaType": media.OCI_CONFIG, "digest": config.digest, "size": config.size},
             "layers": layer_descriptors}
+    # --8<-- [end:ex-03-legacy-manifest]
 
 
 def _names_of(annotations: dict) -> list:
@@ -403,6 +417,7 @@ def _store(layout, archive: _Archive, manifest_file: _File, manifest: dict) -> l
     return layout.load(manifest_file.digest)
 
 
+# --8<-- [start:name-last]
 def _name(layout, images: list[tuple]) -> list[str]:
     """The last step: give the images their names, under the store's lock."""
     lines = []
@@ -420,3 +435,4 @@ def _name(layout, images: list[tuple]) -> list[str]:
                 layout.tag(str(ref), image.descriptor())
                 lines.append(f"Loaded image: {ref.familiar()}")
     return lines
+# --8<-- [end:name-last]
