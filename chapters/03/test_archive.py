@@ -237,7 +237,8 @@ def test_a_docker_24_archive_with_a_shared_layer_as_a_symlink_loads_from_a_pipe(
                for ids in ([digest.of(base)], [digest.of(base), digest.of(top)])]
     manifest = [{"Config": f"{digest.of(c)[7:]}.json", "RepoTags": tags, "Layers": paths} for c, tags, paths in zip(
         configs, (["base:1"], ["top:1", "top:latest"]), (["aaa/layer.tar"], ["bbb/layer.tar", "ccc/layer.tar"]))]
-    data = tar_of({"aaa/layer.tar": base, "ccc/layer.tar": gzip.compress(top),  # Docker's loader takes gzip too **{f"{digest.of(c)[7:]}.json": c for c in configs},
+    data = tar_of({"aaa/layer.tar": base, "ccc/layer.tar": gzip.compress(top),  # Docker's loader takes gzip too
+                   **{f"{digest.of(c)[7:]}.json": c for c in configs},
                    "manifest.json": json.dumps(manifest).encode()}, links={"bbb/layer.tar": "../aaa/layer.tar"})
     store = fresh()
     out = md("load", input=data, binary=True)
