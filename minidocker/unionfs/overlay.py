@@ -17,7 +17,6 @@ docs/02-unionfs.md#ex-02-mount.
 
 import errno
 import os
-import tempfile
 
 from minidocker import linux
 from minidocker.errors import MinidockerError
@@ -76,6 +75,8 @@ def _mount_short(lowerdirs: list[str], upperdir: str | None, workdir: str | None
     runs with that directory as the current directory, so "lowerdir=0:1:2:..." names the layers.
     The kernel resolves the names (following the symlinks) while mounting and keeps references to
     the real directories, so the symlinks can go away right after."""
+    import tempfile  # here: only a long stack needs it, and every import slows a container's start
+
     target, upperdir = os.path.abspath(target), upperdir and os.path.abspath(upperdir)
     workdir = workdir and os.path.abspath(workdir)
     with tempfile.TemporaryDirectory(prefix="md-layers-") as links:
