@@ -153,6 +153,7 @@ def test_commit_a_running_container_pauses_it_and_lets_it_run_on(mdr):
     ok(mdr("run", "-d", "--name", "md-commit-d", "busybox", "sh", "-c", "echo up > /md-up; exec sleep 30"), "run -d")
     harness.wait_until(lambda: "A /md-up" in mdr("diff", "md-commit-d").stdout, "the container to write /md-up")
     ok(mdr("commit", "md-commit-d", "md-live"), "commit of a running container")
+    ok(mdr("commit", "--pause=false", "md-commit-d"), "commit --pause=false (a Go bool flag's value after =)")
     state = json.loads(ok(mdr("inspect", "md-commit-d"), "inspect"))[0]["State"]
     assert state["Running"] and not state["Paused"], f"after the commit it runs on, unpaused ({DOCS}): {state}"
     out = mdr("run", "--rm", "md-live", "cat", "/md-up")

@@ -20,17 +20,18 @@ def _truncated_id(image_id: str) -> str:
     return image_id.split(":", 1)[-1][:12]
 
 
-def _boolean(text: str) -> bool:
-    """A Go bool flag's value: --pause=false, -H=0."""
-    value = text.lower()
-    if value not in ("true", "false", "1", "0", "t", "f"):
-        raise MinidockerError(f'invalid argument "{text}": strconv.ParseBool: parsing "{text}": invalid syntax',
-                              "use true or false")
-    return value in ("true", "1", "t")
-
-
 def _bool_flag(p, *flags: str, help: str) -> None:
-    p.add_argument(*flags, nargs="?", const="true", default="true", metavar="true|false", help=help)
+    """A Go bool flag, true by default: `-p`, and `--pause=false` as the docker CLI takes it.
+    (argparse's nargs="?" would take the next word, the container, as the value.) argparse looks
+    a whole word up among the option strings before it splits at "=", so each spelling of the
+    value is an option string of its own, hidden from the help."""
+    import argparse
+
+    dest = flags[-1].lstrip("-").replace("-", "_")
+    p.add_argument(*flags, dest=dest, action="store_const", const=True, default=True, help=help)
+    for value, words in ((False, ("false", "False", "FALSE", "f", "F", "0")), (True, ("true", "True", "TRUE", "t", "T", "1"))):
+        p.add_argument(*[f"{flag}={word}" for flag in flags for word in words], dest=dest,
+                       action="store_const", const=value, help=argparse.SUPPRESS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def cmd_history(args) -> int:
     from minidocker.container.formatting import ellipsis, human_size
     from minidocker.image.inspect import history, since
 
-    human, trunc = _boolean(args.human), not args.no_trunc
+    human, trunc = args.human, not args.no_trunc
     rows = []
     for step in history(args.image):
         created_by = step["CreatedBy"].replace("\t", " ")
@@ -168,7 +169,7 @@ def _rfc3339(seconds: int) -> str:
 
 
 def _history_flags(p) -> None:
-    _bool_flag(p, "-H", "--human", help="print sizes and dates in human readable format (default true)")
+    _bool_flag(p, "-H", "--human", help="print sizes and dates in human readable format (default true; -H=false)")
     p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
     p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     p.add_argument("--format", help="a Go template per step, 'table TEMPLATE' or 'json'")
@@ -252,7 +253,7 @@ def cmd_commit(args) -> int:
     from minidocker.image.commit import commit
 
     answer = commit(args.container, args.repository, author=args.author or "", comment=args.message or "",
-                    changes=args.change, pause=_boolean(args.pause))
+                    changes=args.change, pause=args.pause)
     print(answer["Id"])
     return 0
 
@@ -262,7 +263,7 @@ def _commit_flags(p) -> None:
     p.add_argument("-c", "--change", action="append", default=[], metavar="LINE",
                    help="apply a Dockerfile instruction: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR")
     p.add_argument("-m", "--message", help="commit message")
-    _bool_flag(p, "-p", "--pause", help="pause the container during commit (default true)")
+    _bool_flag(p, "-p", "--pause", help="pause the container during commit (default true; --pause=false)")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
 
