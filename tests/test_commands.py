@@ -201,7 +201,7 @@ def test_stats_without_no_stream_redraws_until_interrupted(md, rootfs):
 # What is not there yet, and the version
 
 @pytest.mark.parametrize("argv, chapter", [
-    (["images"], "03"), (["pull", "-q", "busybox"], "03"), (["push", "x"], "03"), (["build", "."], "06"),
+    (["build", "."], "06"),
     (["network", "ls"], "04"), (["volume", "create", "v"], "05"), (["daemon"], "07"),
     (["run", "-v", "/a:/b", "--rootfs", "/md-nowhere", "--", "true"], "05"),
     (["run", "-p", "8080:80", "--rootfs", "/md-nowhere", "--", "true"], "04"),
