@@ -227,20 +227,21 @@ def _raise_first_error(futures) -> None:
 # -- pull ---------------------------------------------------------------------------------------
 
 def pull(text: str, platform: str | None = None, quiet: bool = False, out=None) -> Image:
-    ref = reference.normalize(text)
-    want = parse_platform(platform) if platform else host_platform()
-    layout = Layout()
-    progress = Progress(out, quiet)
-    registry = Registry(ref.domain)
+    registry = None
     try:
-        return _pull(ref, want, layout, registry, progress)
+        ref = reference.normalize(text)
+        want = parse_platform(platform) if platform else host_platform()
+        layout = Layout()
+        registry = Registry(ref.domain)
+        return _pull(ref, want, layout, registry, Progress(out, quiet))
     except RegistryError as e:
         raise _explain(e, ref) from None
     except MinidockerError as e:
-        e.exit_code = EXIT_PULL  # docker pull fails with 1, whatever failed (the daemon's error)
+        e.exit_code = EXIT_PULL  # docker pull fails with 1, whatever failed
         raise
     finally:
-        registry.close()
+        if registry:
+            registry.close()
 
 
 def _pull(ref, want: dict, layout: Layout, registry: Registry, progress: Progress) -> Image:

@@ -184,8 +184,9 @@ class Registry:
             body = response.read()
             if response.status != 200:
                 message, _ = error_message(response.status, body)
-                if response.status == 401 and message.startswith("401"):
-                    message = "unauthorized: incorrect username or password" if header else "unauthorized"
+                if response.status == 401:  # Docker's words for a refused Basic login
+                    raise RegistryError(f"login attempt to {self.url('/v2/')} failed with status: 401 Unauthorized",
+                                        401, "UNAUTHORIZED")
                 raise RegistryError(f'Get "{self.url("/v2/")}": {message}', response.status)
 
     # -- requests -------------------------------------------------------------------------------
