@@ -229,16 +229,19 @@ class Layout:
 
     def collect_garbage(self) -> int:
         """Delete every blob no entry reaches; returns the bytes freed. Waits for writers' leases."""
-        with open(os.path.join(self.path, ".lease"), "a") as lease, self.lock():
+        with open(os.path.join(self.path, ".lease"), "a") as lease:
+            # The lease before the index lock, in the order writers take them (writing(), then
+            # tag()): the other order deadlocks with a writer about to name its image.
             fcntl.flock(lease, fcntl.LOCK_EX)
-            keep = {digests.hex_of(d) for d in self.reachable() if digests.DIGEST_RE.fullmatch(d)}
-            freed = 0
-            for name in os.listdir(self.blobs):
-                if name not in keep:
-                    path = os.path.join(self.blobs, name)
-                    freed += os.lstat(path).st_size
-                    os.unlink(path)
-            return freed
+            with self.lock():
+                keep = {digests.hex_of(d) for d in self.reachable() if digests.DIGEST_RE.fullmatch(d)}
+                freed = 0
+                for name in os.listdir(self.blobs):
+                    if name not in keep:
+                        path = os.path.join(self.blobs, name)
+                        freed += os.lstat(path).st_size
+                        os.unlink(path)
+                return freed
 
 
 class Image:
