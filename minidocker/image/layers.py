@@ -30,6 +30,8 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     """The chain ID of each layer: the first layer's is its diff_id; each next one is the digest
     of "<chain ID below> <its diff_id>" (the OCI image spec's definition)."""
     # --8<-- [start:ex-03-chain-id]
+    # Return the chain ID of each layer, lowest first: the first is its diff_id, every next one
+    # digest.of(f"{chain ID below} {diff_id}".encode()).
     chain: list[str] = []
     for diff_id in diff_ids:
         if not chain:
