@@ -75,6 +75,8 @@ def _layer_tar(mtime: int) -> bytes:
 
 def _gzip(data: bytes) -> bytes:
     out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as z:  # no time in the header: reproducible
+    # No time in the header: reproducible. Level 6, zlib's and Go's default (Docker's): level 9,
+    # Python's default, takes three times as long for 1% less.
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as z:
         z.write(data)
     return out.getvalue()
