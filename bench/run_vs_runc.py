@@ -4,13 +4,17 @@ Run as root: `sudo .venv/bin/python bench/run_vs_runc.py [-n 30]`. Each command 
 container that runs `true` in the same busybox rootfs, N times, and we print the median and the
 90th percentile of the wall time of the whole command, as a user waits for it:
 
+- `minidocker run --rm busybox true`: the same from the busybox image (chapter 03): the image is
+  looked up in the store, its config merged, and its layer mounted as an overlay under the
+  container's own upper directory;
 - `minidocker run --rm --rootfs DIR -- true`: the engine (records, supervisor) and the runtime;
 - `minidocker runtime run`: the runtime alone, on a bundle made by `runc spec`;
 - `runc run` on that same bundle: the yardstick;
 - `docker run --rm busybox true`, where a Docker engine answers.
 
 The ratios to runc are compared with the goals of issue 8: the runtime alone at most 1.5x runc,
-the whole `run` at most 2x. All are medians of this one run, so the machine's mood is shared.
+the whole `run` at most 2x; and the image's overlay (issue 10) adds at most ~10 ms to a `run`. All
+are medians of this one run, so the machine's mood is shared.
 """
 
 import argparse
@@ -29,13 +33,17 @@ sys.path.insert(0, REPO)
 from minidocker import rootfs as busybox  # noqa: E402
 
 
-def timed(command: list[str], runs: int, env=None) -> list[float]:
-    subprocess.run(command, check=True, capture_output=True, env=env)  # warm the page cache
-    times = []
+def timed(commands: dict[str, tuple[list[str], dict | None]], runs: int) -> dict[str, list[float]]:
+    """Wall times in ms of each command, `runs` rounds that each run every command once: a busy
+    moment of the machine (another process, a cold cache) falls on all of them alike."""
+    for command, env in commands.values():
+        subprocess.run(command, check=True, capture_output=True, env=env)  # warm the page cache
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, env=env)
-        times.append((time.perf_counter() - start) * 1000)
+        for name, (command, env) in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env=env)
+            times[name].append((time.perf_counter() - start) * 1000)
     return times
 
 
@@ -54,17 +62,22 @@ def runc_bundle(work: str, rootfs: str) -> str:
 
 # The goals of issue 8, as a ratio of medians to runc's.
 GOALS = {"minidocker runtime run": 1.5, "minidocker run --rm": 2.0}
+IMAGE_OVERHEAD_MS = 10  # issue 10: what running from an image may add to running from a directory
 
 
 def report(results: dict[str, list[float]], runs: int) -> None:
     runc = statistics.median(results["runc run"]) if "runc run" in results else None
-    print(f"{'command':<24} {'median ms':>10} {'p90 ms':>8} {'vs runc':>8}  goal   ({runs} runs each)")
+    print(f"{'command':<24} {'median ms':>10} {'p90 ms':>8} {'vs runc':>8}  goal   ({runs} rounds, interleaved)")
     for name, times in results.items():
         median, p90 = statistics.median(times), statistics.quantiles(times, n=10)[-1]
         ratio = f"{median / runc:>7.2f}x" if runc else f"{'-':>8}"
         goal = GOALS.get(name)
         verdict = f"<= {goal}x {'met' if median / runc <= goal else 'MISSED'}" if goal and runc else ""
         print(f"{name:<24} {median:>10.1f} {p90:>8.1f} {ratio}  {verdict}")
+    if "minidocker run busybox" in results:
+        extra = statistics.median(results["minidocker run busybox"]) - statistics.median(results["minidocker run --rm"])
+        verdict = "met" if extra <= IMAGE_OVERHEAD_MS else "MISSED"
+        print(f"the image's overlay adds {extra:+.1f} ms to a run (goal <= {IMAGE_OVERHEAD_MS} ms: {verdict})")
 
 
 def main() -> None:
@@ -86,24 +99,26 @@ def main() -> None:
         # The command as the docs type it: the venv's `minidocker` script (not `python -m`, whose
         # runpy adds a few ms that no learner waits for).
         minidocker = [os.path.join(os.path.dirname(sys.executable), "minidocker")]
-        results = {"minidocker run --rm": timed([*minidocker, "run", "--rm", "--rootfs", rootfs, "--", "true"], args.runs, env)}
+        commands = {"minidocker run --rm": ([*minidocker, "run", "--rm", "--rootfs", rootfs, "--", "true"], env),
+                    # The warm-up run builds the busybox image and unpacks its layer.
+                    "minidocker run busybox": ([*minidocker, "run", "--rm", "busybox", "true"], env)}
         if shutil.which("runc"):
             bundle = runc_bundle(work, rootfs)
             # The same bundle, the same id, each in its own --root: `run` deletes it on exit.
-            results["minidocker runtime run"] = timed(
-                [*minidocker, "runtime", "--root", os.path.join(work, "md-runtime"), "run", "--bundle", bundle, "md-bench"],
-                args.runs, env)
-            results["runc run"] = timed(
-                ["runc", "--root", os.path.join(work, "runc-state"), "run", "--bundle", bundle, "md-bench"], args.runs)
+            commands["minidocker runtime run"] = (
+                [*minidocker, "runtime", "--root", os.path.join(work, "md-runtime"), "run", "--bundle", bundle, "md-bench"], env)
+            commands["runc run"] = (
+                ["runc", "--root", os.path.join(work, "runc-state"), "run", "--bundle", bundle, "md-bench"], None)
         else:
             print("runc: not installed (apt-get install runc); the runtime is not timed")
         if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
             subprocess.run(["docker", "pull", "-q", "busybox"], capture_output=True)
-            results["docker run --rm"] = timed(["docker", "run", "--rm", "busybox", "true"], args.runs)
+            commands["docker run --rm"] = (["docker", "run", "--rm", "busybox", "true"], None)
         else:
             print("docker: no Docker engine answers here; not timed")
         # The floor under any Python command: the interpreter starting and exiting, nothing else.
-        results["python -c pass (floor)"] = timed([sys.executable, "-c", "pass"], args.runs, env)
+        commands["python -c pass (floor)"] = ([sys.executable, "-c", "pass"], env)
+        results = timed(commands, args.runs)
         report(results, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
