@@ -1,7 +1,6 @@
 # Every target that runs containers needs root: `sudo make demo`, `sudo make test`.
 VENV := .venv
 PY   := $(VENV)/bin/python
-ROOTFS := build/busybox-rootfs
 # mkdocs-material's end-of-life banner is not for learners.
 export NO_MKDOCS_2_WARNING := 1
 
@@ -10,14 +9,15 @@ export NO_MKDOCS_2_WARNING := 1
 setup:
 	@bash scripts/setup.sh
 
-# A real container from the embedded busybox rootfs, showing what isolation means.
+# A real container from the busybox image (built here from the host's busybox the first time: no
+# network needed), showing what isolation means.
 demo: setup
-	@$(PY) -m minidocker rootfs $(ROOTFS) >/dev/null
-	@$(PY) -m minidocker run --rm --rootfs $(ROOTFS) -- sh -c '\
+	@$(PY) -m minidocker run --rm busybox sh -c '\
 	  echo "hostname:  $$(hostname)   (the host is $(shell hostname))"; \
 	  echo "my pid:    $$$$   (PID 1 of its own PID namespace)"; \
 	  echo "processes I can see:"; ps -o pid,comm; \
 	  echo "my / holds: $$(ls / | tr "\n" " ")"; \
+	  echo "my / is:   $$(grep " / " /proc/mounts | cut -d" " -f3)     (the image layers under my own upper dir)"; \
 	  echo "network:   $$(ls /sys/class/net | tr "\n" " ")"'
 
 # The whole suite: every chapter, and the project's own tests (the strict docs build among them:
