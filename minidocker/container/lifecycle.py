@@ -71,22 +71,23 @@ def create(config: dict, host_config: dict, name: str | None = None) -> dict:
         name = checks.check_name(name)
     if not config.get("Image"):
         raise MinidockerError("no image given", "minidocker run IMAGE [CMD...], or --rootfs DIR -- CMD")
-    image = None
+    image, layers = None, None  # layers: the image's unpacked layers, lowest first
     if specs.is_rootfs(config["Image"]):
         rootfs, _ = specs.rootfs_of(config["Image"])
         if not os.path.isdir(rootfs):
             raise MinidockerError(f"rootfs {rootfs} is not a directory", "build one: minidocker rootfs DIR")
-        layers = [rootfs]
+        top_down = [rootfs]
     else:
-        from minidocker.image import defaults, layers as image_layers, layout
+        from minidocker.image import defaults, layers as unpacked, layout
 
-        store_ = layout.Layout()
-        image = store_.image(config["Image"])  # "No such image: …": the CLI may pull it, then ask again
+        images = layout.Layout()
+        image = images.image(config["Image"])  # "No such image: …": the CLI may pull it, then ask again
         config = defaults.merge(config, image.config.get("config") or {})
         # Unpacked once per layer (chain ID) and shared by every container of every image that
-        # has it. Docker unpacks at pull; we do it on first use. Lowest first, as the image lists them.
-        layers = image_layers.unpack(store_, image)[::-1]  # top-most first, as overlayfs stacks them
-    checks.check(config, host_config, layers)  # -u NAME is looked up in the image's /etc/passwd
+        # has it. Docker unpacks at pull; we do it on first use, if the pull has not.
+        layers = unpacked.unpack(images, image)
+        top_down = layers[::-1]  # the top-most layer first, as overlayfs shows them
+    checks.check(config, host_config, top_down)  # -u NAME is looked up in the image's /etc/passwd
     command = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
     record = {"Name": name, "Path": command[0], "Args": command[1:],
               # Docker's ContainerJSON: "Image" is the image's ID, Config.Image the name as typed.
@@ -97,8 +98,7 @@ def create(config: dict, host_config: dict, name: str | None = None) -> dict:
     def spec_for(container_dir: str, record: dict) -> dict:
         cid = os.path.basename(container_dir)
         record["Config"]["Hostname"] = record["Config"]["Hostname"] or cid[:12]
-        spec = specs.from_container(cid, container_dir, record["Config"], record["HostConfig"],
-                                    layers[::-1] if image else None)
+        spec = specs.from_container(cid, container_dir, record["Config"], record["HostConfig"], layers)
         record["Config"]["Env"] = spec["process"]["env"]  # inspect shows the whole environment, as Docker does
         return spec
 
