@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import harness
+from minidocker.container import records
 from minidocker.image import builtin, layout as layouts, media
 
 DOCS = "docs/03-images.md#run-image"
@@ -165,6 +166,9 @@ def test_the_image_is_never_changed_and_its_layers_are_shared(md):
         assert writer["Config"]["Image"] == image, "Config.Image is the image as the user typed it"
         shown = md("ps", "-a", "--format", "{{.Names}} {{.Image}}").stdout.split("\n")
         assert f"md-writer {image}" in shown, f"ps shows the image as typed: {shown}"
+        # What `rmi` and the layers' garbage collection ask before they delete anything.
+        assert writer["Image"] in records.images_in_use(), "records.images_in_use() must name the image"
+        assert set(lower) <= records.layers_in_use(), "records.layers_in_use() must name the layers"
     finally:
         md("rm", "md-writer", "md-reader")
 
