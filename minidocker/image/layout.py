@@ -325,7 +325,10 @@ def claim(directory: str, make):
     deleted the entry between our make and our flock; then its link count is 0: try again."""
     while True:
         path = os.path.join(directory, os.urandom(8).hex())
-        fd = make(path)
+        try:
+            fd = make(path)
+        except FileNotFoundError:  # a new directory, removed by a cleaner before we opened it
+            continue
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
             return path, fd
