@@ -218,7 +218,7 @@ def test_version_claims_no_engine_api_before_the_daemon(md):
     assert "Engine API" not in out.replace("no Engine API yet", ""), out
 
 
-@pytest.mark.parametrize("argv", [["inspect", "-f", "{{.Nope}}", "x"], ["inspect", "-f", "{{printf}}", "x"],
+@pytest.mark.parametrize("argv", [["inspect", "--type", "container", "-f", "{{.Nope}}", "x"], ["inspect", "-f", "{{printf}}", "x"],
                                   ["ps", "--format", "{{"], ["stats", "--no-stream", "--format", "{{end}}"],
                                   ["top"], ["pause"], ["unpause"]])
 def test_bad_input_is_one_line_and_125(md, argv):

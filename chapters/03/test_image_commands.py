@@ -169,6 +169,18 @@ def test_inspect_and_history(mdr):
     assert all(s.isdigit() for s in raw), f"-H=false prints sizes in bytes: {raw}"
 
 
+def test_inspect_finds_a_container_first_then_an_image(mdr):
+    ok(mdr("create", "--name", "md-both", "busybox"), "create")
+    container, image = (json.loads(ok(mdr("inspect", *args), "inspect"))[0]
+                        for args in (["md-both"], ["busybox"]))
+    assert "State" in container and image["Id"] == image_id(mdr, "busybox"), (
+        f"`inspect NAME` is Docker's: a container of that name, else an image ({DOCS})")
+    assert ok(mdr("inspect", "--type", "image", "-f", "{{.Id}}", "busybox"), "--type image").strip() == image["Id"]
+    nothing = mdr("inspect", "md-nothing")
+    assert (nothing.returncode, nothing.stderr.count("\n")) == (1, 1) and "No such object: md-nothing" in nothing.stderr, (
+        f"neither: one line and the docker CLI's exit code 1 ({DOCS}): {harness.explain(nothing)}")
+
+
 # Docker's own examples of its image sizes (go-units HumanSizeWithPrecision(size, 3)).
 @pytest.mark.parametrize("size, shown", [(0, "0B"), (999, "999B"), (1000, "1kB"), (1234, "1.23kB"),
                                           (4261550, "4.26MB"), (77800000, "77.8MB"), (1.5e9, "1.5GB")])

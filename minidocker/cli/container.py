@@ -157,17 +157,34 @@ def cmd_logs(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from minidocker.container.inspect import inspect
-
     if args.format is None:
-        print(json.dumps([inspect(ref) for ref in args.containers], indent=4))
+        print(json.dumps([_inspect(ref, args.type) for ref in args.containers], indent=4))
         return 0
     from minidocker.container import gotemplate
 
     gotemplate.parse(args.format)  # a template that does not parse is refused before any lookup
     for ref in args.containers:
-        print(gotemplate.render(args.format, inspect(ref)))
+        print(gotemplate.render(args.format, _inspect(ref, args.type)))
     return 0
+
+
+def _inspect(ref: str, kind: str | None) -> dict:
+    """Docker's `inspect NAME`: a container of that name first, then an image (--type picks one)."""
+    from minidocker.container.inspect import inspect
+    from minidocker.image import inspect as images
+
+    if kind == "image":
+        return images.inspect(ref)
+    try:
+        return inspect(ref)
+    except MinidockerError:
+        if kind == "container":
+            raise
+    found = images.inspect_image_or_none(ref)
+    if found is None:
+        # The docker CLI's own error, with its exit code: 1, not the engine's 125.
+        raise MinidockerError(f"No such object: {ref}", "see `minidocker ps -a` and `minidocker images`", exit_code=1)
+    return found
 
 
 def _each(refs: list[str], action) -> int:
@@ -341,6 +358,7 @@ def _ps_flags(p) -> None:
 
 def _inspect_flags(p) -> None:
     p.add_argument("-f", "--format", help="a Go template, e.g. '{{.State.Pid}}' or '{{json .Config}}'")
+    p.add_argument("--type", choices=("container", "image"), help="look only for this kind of object")
     p.add_argument("containers", nargs="+")
 
 
