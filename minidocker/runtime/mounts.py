@@ -12,6 +12,8 @@ import os
 import stat
 
 from minidocker import linux
+from minidocker.errors import EXIT_ENGINE
+from minidocker.runtime.process import StartError
 
 # Flags that linux.py has no name for (they matter little to a container, but runc knows them).
 MS_MANDLOCK, MS_SILENT, MS_POSIXACL, MS_I_VERSION, MS_LAZYTIME = 64, 1 << 15, 1 << 16, 1 << 23, 1 << 25
@@ -106,17 +108,12 @@ def mount_entry(root: str, entry: dict, bundle: str, cgroup=None) -> None:
     container's (a minidocker.cgroups.Cgroup), for a `cgroup` entry."""
     flags, propagation, data = parse_options(entry.get("options"))
     kind = entry.get("type") or ("bind" if flags & linux.MS_BIND else "")
+    if kind == "bind" or flags & linux.MS_BIND:
+        mount_bind(root, entry, os.path.join(bundle, entry["source"]), flags, propagation)  # relative: the bundle's
+        return
     target = secure_join(root, entry["destination"])
     if kind == "cgroup":
         mount_cgroup(target, flags, cgroup)
-    elif kind == "bind" or flags & linux.MS_BIND:
-        source = os.path.join(bundle, entry["source"])  # a relative source is the bundle's
-        make_mountpoint(target, os.path.isdir(source))
-        linux.mount(source, target, None, linux.MS_BIND | (flags & linux.MS_REC))
-        if flags & ~(linux.MS_BIND | linux.MS_REC):
-            # A bind mount ignores every other flag on its first call: ro, nosuid... only take
-            # effect on a remount of the bind, as `mount -o bind,ro` does in two steps too.
-            linux.mount(None, target, None, flags | linux.MS_BIND | linux.MS_REMOUNT)
     else:
         # --8<-- [start:ex-01-proc]
         # Make the mount point, then mount a fresh filesystem there: mount(source, target, type,
@@ -129,6 +126,87 @@ def mount_entry(root: str, entry: dict, bundle: str, cgroup=None) -> None:
         # --8<-- [end:ex-01-proc]
     for change in propagation:
         linux.mount(None, target, None, change)
+
+
+# --8<-- [start:mount-bind]
+def mount_bind(root: str, entry: dict, source: str, flags: int, propagation: list[int]) -> None:
+    """A bind mount (a volume, a host directory) onto its destination inside `root`, safely.
+
+    The destination is looked up in the container's own tree, which the image (and any other
+    container sharing a volume with it) controls: /data may be a symlink to /etc, or become one
+    between our check and our mount (runc's CVE-2021-30465). So no path string is ever handed to
+    mount(2): the destination is opened, inside the root, as an O_PATH fd, and mount(2) is given
+    /proc/self/fd/N, which the kernel follows to exactly the directory we opened. See
+    docs/05-volumes.md#the-safe-mount.
+    """
+    check_proc_mount(entry["destination"])
+    # A bind ignores every flag but MS_REC on its first call: ro, nosuid... only take effect on a
+    # remount of the bind (as `mount -o bind,ro` does in two steps), then propagation, each its own call.
+    steps = [(source, linux.MS_BIND | (flags & linux.MS_REC))]
+    if flags & ~(linux.MS_BIND | linux.MS_REC):
+        steps.append((None, flags | linux.MS_BIND | linux.MS_REMOUNT))
+    steps += [(None, change) for change in propagation]
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for step_source, step_flags in steps:
+            # Opened again for each step: the remount must reach the bind just made on top, and
+            # an fd opened before the bind would still name the directory underneath.
+            fd = open_in_root(root_fd, entry["destination"], os.path.isdir(source))
+            try:
+                linux.mount(step_source, f"/proc/self/fd/{fd}", None, step_flags)
+            finally:
+                os.close(fd)
+    except OSError as e:
+        raise StartError(EXIT_ENGINE, f'error mounting "{source}" to rootfs at "{entry["destination"]}": '
+                                      f"{e.strerror or e}") from None
+    finally:
+        os.close(root_fd)
+# --8<-- [end:mount-bind]
+
+
+def open_in_root(root_fd: int, destination: str, directory: bool = True) -> int:
+    """An O_PATH fd on `destination`, resolved inside the root open as `root_fd`; what is missing
+    is made first (directories, or an empty file as the last part when `directory` is False)."""
+    # --8<-- [start:ex-05-safe-target]
+    # Walk the destination one component at a time. Open each prefix with openat2(root_fd, prefix,
+    # O_PATH, RESOLVE_IN_ROOT): the kernel resolves every symlink as if root_fd were "/", so
+    # nothing leads out. A prefix that is missing (ENOENT) is made in its parent, opened the same
+    # way: mkdirat, or for the last part of a file's bind an empty file (openat2 with O_CREAT).
+    # Last, return the O_PATH fd of the whole destination, resolved in the root too.
+    parts = [part for part in destination.split("/") if part not in ("", ".")]
+    for i, part in enumerate(parts):
+        try:
+            os.close(linux.openat2(root_fd, "/".join(parts[:i + 1]), os.O_PATH, 0, linux.RESOLVE_IN_ROOT))
+            continue
+        except FileNotFoundError:
+            pass
+        parent = linux.openat2(root_fd, "/".join(parts[:i]) or "/", os.O_PATH | os.O_DIRECTORY, 0, linux.RESOLVE_IN_ROOT)
+        try:
+            if i == len(parts) - 1 and not directory:
+                os.close(linux.openat2(parent, part, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644,
+                                       linux.RESOLVE_BENEATH))
+            else:
+                linux.mkdirat(parent, part, 0o755)  # EEXIST here: a symlink that points nowhere
+        finally:
+            os.close(parent)
+    return linux.openat2(root_fd, destination, os.O_PATH, 0, linux.RESOLVE_IN_ROOT)
+    # --8<-- [end:ex-05-safe-target]
+
+
+# The files under /proc that runc lets a bind cover (lxcfs emulates them); anything else there
+# could hide or fake the kernel's view (/proc/self/attr, /proc/sys/...), so runc refuses it.
+PROC_MOUNT_ALLOWED = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                      "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                      "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled"}
+
+
+def check_proc_mount(destination: str) -> None:
+    """runc's rule: a bind never covers /proc itself, nor anything inside it but a few files."""
+    path = os.path.normpath("/" + destination)
+    if path == "/proc":
+        raise StartError(EXIT_ENGINE, f'"{path}" cannot be mounted because it is not of type proc')
+    if path.startswith("/proc/") and path not in PROC_MOUNT_ALLOWED:
+        raise StartError(EXIT_ENGINE, f'"{path}" cannot be mounted because it is inside /proc')
 
 
 def mount_cgroup(target: str, flags: int, cgroup) -> None:
