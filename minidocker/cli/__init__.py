@@ -70,7 +70,7 @@ def cmd_rootfs(args) -> int:
 # every command when they name none of its own.
 PLUGINS = {
     "minidocker.cli.container": ("run", "create", "start", "ps", "logs", "stop", "wait", "kill", "rm", "exec",
-                                 "inspect", "diff", "pause", "unpause", "stats", "top"),  # its COMMANDS' keys
+                                 "inspect", "diff", "pause", "unpause", "stats", "top", "port"),  # its COMMANDS' keys
     "minidocker.lab": ("lab",),  # classroom labs
     "minidocker.cli.runtime": ("runtime",),  # the OCI runtime alone, as runc
     "minidocker.cli.registry": ("pull", "push", "login", "logout"),  # registries (chapter 03)
@@ -82,7 +82,7 @@ PLUGINS = {
 # Docker's commands that later chapters bring. Until a plugin serves one, it answers in one line
 # which chapter to read (and so do the flags of later chapters, -v, -p, --network: cli/container.py).
 # --8<-- [start:later]
-LATER = {"network": "04", "port": "04",
+LATER = {"network": "04",
          "build": "06", "daemon": "07"}
 UNTIL_THEN = {"03": "images; until then a container runs from a directory: run --rootfs DIR -- CMD",
               "04": "networks; until then a container has only its own loopback, Docker's --network none",

@@ -286,6 +286,15 @@ def cmd_exec(args) -> int:
     return 0 if code is None else code
 
 
+def cmd_port(args) -> int:
+    """`docker port CONTAINER [PRIVATE_PORT[/PROTO]]`: where the container's ports are published."""
+    from minidocker.network import ports
+
+    for line in ports.port_lines(args.container, ports.settings(lifecycle.find(args.container)), args.private_port):
+        print(line)
+    return 0
+
+
 def cmd_diff(args) -> int:
     from minidocker.container.inspect import changes
 
@@ -317,8 +326,12 @@ def _create_flags(p) -> None:
     p.add_argument("--cpus", help="CPU time, in CPUs, e.g. 0.5")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     # Docker's flags that later chapters bring: each answers which chapter, in one line.
-    for flags, chapter in ((("-v", "--volume"), "05"), (("--mount",), "05"), (("-p", "--publish"), "04"),
-                           (("-P", "--publish-all"), "04"), (("--network", "--net"), "04")):
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]CONTAINERPORT[/PROTO]",
+                   help="publish a container's port on the host (no HOSTPORT, or 0: any free one)")
+    p.add_argument("-P", "--publish-all", action="store_true", help="publish every exposed port on a free host port")
+    p.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]",
+                   help="expose a port or a range (published only by -P)")
+    for flags, chapter in ((("-v", "--volume"), "05"), (("--mount",), "05"), (("--network", "--net"), "04")):
         p.add_argument(*flags, action=Later, nargs=0 if flags[0] == "-P" else None, chapter=chapter,
                        help=f"comes in chapter {chapter}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND] [ARG...]",
@@ -409,6 +422,11 @@ def _exec_flags(p) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 
+def _port_flags(p) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("private_port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
+
+
 def _one_container(p) -> None:
     p.add_argument("container", metavar="CONTAINER")
 
@@ -435,6 +453,7 @@ COMMANDS = {
     "unpause": ("unpause all processes within containers", _containers, cmd_unpause),
     "stats": ("show containers' CPU, memory and process counts", _stats_flags, cmd_stats),
     "top": ("show a container's processes", _top_flags, cmd_top),
+    "port": ("list a container's published ports, or where one port is published", _port_flags, cmd_port),
 }
 
 

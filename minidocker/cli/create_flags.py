@@ -15,6 +15,7 @@ import re
 
 from minidocker.container.config import INT64_MAX, INT64_MIN  # the Engine API's numbers are Go int64s
 from minidocker.errors import MinidockerError
+from minidocker.network.ports import parse_expose, parse_publish
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
@@ -109,6 +110,9 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
                    "PidsLimit": parse_int64(args.pids_limit, "--pids-limit") if args.pids_limit is not None else 0}
     if args.init:
         host_config["Init"] = True  # the docker CLI sends Init only when it is asked for
+    exposed, host_config["PortBindings"] = parse_publish(args.publish)  # chapter 04: network/ports.py
+    exposed.update(parse_expose(args.expose))
+    host_config["PublishAllPorts"] = args.publish_all
     body = {
         "Hostname": args.hostname or "", "User": args.user or "",
         # Which streams the client will attach: all of them for `run`, none for `run -d`.
@@ -121,4 +125,6 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
         "Image": image, "WorkingDir": args.workdir or "", "Entrypoint": entrypoint(args),
         "HostConfig": host_config,
     }
+    if exposed:
+        body["ExposedPorts"] = dict(sorted(exposed.items()))  # absent when empty, as the docker CLI sends it
     return args.name, body
