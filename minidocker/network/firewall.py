@@ -1,27 +1,340 @@
-"""The firewall of minidocker's networks: NAT, published ports, isolation (chapter 04, N2's module).
+"""The firewall of minidocker's networks: outbound NAT, published ports, isolation, beside Docker.
 
-This is the contract's stub: the engine (network/networks.py, network/endpoints.py, the supervisor)
-calls these hooks at the moments named below; until the firewall is written they do nothing, so a
-container is reachable from the host through its bridge but not from outside, and no port is published.
-See /work/notes/network-api.md for the order the engine calls them in.
+A bridge and veths give containers a wire to each other and to the host. Everything else a
+Docker network promises is packet filtering and address rewriting in netfilter, the kernel's
+packet hooks, which iptables programs:
+
+    nat    PREROUTING  (packets from outside)  ─┐
+           OUTPUT      (packets from the host) ─┴─> MINIDOCKER: DNAT host port -> container IP:port
+           POSTROUTING ──> MINIDOCKER-POSTROUTING: MASQUERADE what leaves a network for elsewhere
+    filter FORWARD ──> MINIDOCKER-FORWARD: replies and published ports in; isolation; the rest out
+                         └─> MINIDOCKER-ISOLATION-STAGE-1/-2: no user network reaches another one
+
+**Why iptables, not nftables.** Debian 12's `iptables` is iptables-nft: the same nf_tables kernel
+engine as `nft`, with the iptables language on top. It is what Docker programs, so a learner can
+hold `iptables -t nat -S` of minidocker next to Docker's and see the same shapes (DOCKER ->
+MINIDOCKER). nftables proper would give one atomic ruleset of our own; iptables' rules live in
+the built-in chains everybody shares, so we keep ours in chains of our own and add only one jump
+to each built-in chain, checked before it is added (`iptables -C`), so that doing it twice is
+harmless, and removed with the last network. Every command holds one lock (our check-then-add
+must not interleave with another minidocker's) and waits for the xtables lock (`-w`).
+
+**Published ports reach 127.0.0.1 too.** DNAT in nat/OUTPUT catches the host's own connections,
+but one from 127.0.0.1 then leaves through a bridge with a loopback source address, which the
+kernel refuses ("martian") unless the outgoing device has route_localnet=1; and the container
+could not answer 127.0.0.1 anyway, so POSTROUTING masquerades it to the bridge's address. Docker
+does exactly this when its userland proxy is off (docker-proxy, the default, is a process per
+port that copies bytes instead). We set route_localnet on our bridges only: on every interface
+it would let anyone on the network send packets to the host's loopback services.
+
+**Beside Docker.** dockerd sets the FORWARD policy to DROP: without rules of our own, no packet
+would cross from a bridge of ours to anywhere. MINIDOCKER-FORWARD accepts what our networks need,
+as Docker's DOCKER-FORWARD does for its own. And like dockerd, we turn on net.ipv4.ip_forward:
+the host must route for the containers' traffic to leave. See docs/04-networks.md#the-firewall.
+
+Every rule of a container carries a comment naming it and its supervisor (pid and start time):
+when the supervisor died by SIGKILL, cleanup_stale() finds the rule's owner gone and removes it.
+A network's rules name its bridge: once the bridge is gone, they are stale too.
 """
+
+import contextlib
+import fcntl
+import os
+import re
+import shlex
+import subprocess
+
+from minidocker.errors import MinidockerError
+from minidocker.network import ports as published
+
+DNAT_CHAIN = "MINIDOCKER"
+POSTROUTING_CHAIN = "MINIDOCKER-POSTROUTING"
+FORWARD_CHAIN = "MINIDOCKER-FORWARD"
+ISOLATION_1, ISOLATION_2 = "MINIDOCKER-ISOLATION-STAGE-1", "MINIDOCKER-ISOLATION-STAGE-2"
+
+# Our chains, and the one rule that leads into each from a built-in chain (or from ours).
+CHAINS = {"nat": (DNAT_CHAIN, POSTROUTING_CHAIN), "filter": (FORWARD_CHAIN, ISOLATION_1, ISOLATION_2)}
+# Only packets addressed to one of the host's own addresses can be for a published port.
+_LOCAL = ["-m", "addrtype", "--dst-type", "LOCAL"]
+JUMPS = [("nat", "PREROUTING", [*_LOCAL, "-j", DNAT_CHAIN]),
+         ("nat", "OUTPUT", [*_LOCAL, "-j", DNAT_CHAIN]),
+         ("nat", "POSTROUTING", ["-j", POSTROUTING_CHAIN]),
+         ("filter", "FORWARD", ["-j", FORWARD_CHAIN]),
+         ("filter", FORWARD_CHAIN, ["-j", ISOLATION_1])]
+
+LOCK = "/run/minidocker/iptables.lock"  # one host, one netfilter: not under $MINIDOCKER_ROOT
+_held: dict[str, list] = {}  # container id -> the sockets that hold its host ports (in its supervisor)
+
+
+# ---------------------------------------------------------------------------------------------
+# iptables, one command at a time
+
+def iptables(table: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["iptables", "-w", "5", "-t", table, *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise MinidockerError(f"iptables -t {table} {shlex.join(args)}: {proc.stderr.strip()}",
+                              "is the iptables package installed and the nf_tables module loaded? see `minidocker doctor`")
+    return proc
+
+
+def _exists(table: str, chain: str, rule: list[str]) -> bool:
+    return iptables(table, "-C", chain, *rule, check=False).returncode == 0
+
+
+def _add(table: str, chain: str, rule: list[str], first: bool = False) -> None:
+    """Add a rule unless it is there already (idempotent: a retried command adds no twin)."""
+    if not _exists(table, chain, rule):
+        iptables(table, *(["-I", chain, "1"] if first else ["-A", chain]), *rule)
+
+
+def _delete(table: str, chain: str, rule: list[str]) -> None:
+    while iptables(table, "-D", chain, *rule, check=False).returncode == 0:
+        pass  # a twin, if two commands raced before the lock existed
+
+
+def _rules(table: str, chain: str) -> list[list[str]]:
+    """The rules of one chain, each as the words after `-A CHAIN` (what -D takes back)."""
+    proc = iptables(table, "-S", chain, check=False)
+    return [shlex.split(line)[2:] for line in proc.stdout.splitlines() if line.startswith("-A ")]
+
+
+@contextlib.contextmanager
+def _locked():
+    os.makedirs(os.path.dirname(LOCK), exist_ok=True)
+    with open(LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _ensure_chains() -> None:
+    for table, chains in CHAINS.items():
+        for chain in chains:
+            if iptables(table, "-S", chain, check=False).returncode != 0:
+                iptables(table, "-N", chain)
+    for table, chain, rule in JUMPS:
+        # First in FORWARD: a DROP or REJECT another tool put there must not see our traffic first.
+        _add(table, chain, rule, first=chain == "FORWARD")
+
+
+def _remove_chains_if_unused() -> None:
+    """The last user is gone when our chains hold nothing but the jumps between them."""
+    structural = {(t, c, tuple(r)) for t, c, r in JUMPS}
+    for table, chains in CHAINS.items():
+        for chain in chains:
+            if any((table, chain, tuple(r)) not in structural for r in _rules(table, chain)):
+                return
+    for table, chain, rule in reversed(JUMPS):
+        _delete(table, chain, rule)
+    for table, chains in CHAINS.items():
+        for chain in chains:
+            iptables(table, "-F", chain, check=False)
+            iptables(table, "-X", chain, check=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+
+# --8<-- [start:network-rules]
+def network_rules(net: dict) -> list[tuple[str, str, list[str], bool]]:
+    """(table, chain, rule, first?) for one network. `first`: inserted above the isolation jump
+    in MINIDOCKER-FORWARD (replies and published ports are let in before isolation drops)."""
+    from minidocker.network import networks
+
+    bridge = networks.bridge_name(net)
+    subnet = net["IPAM"]["Config"][0]["Subnet"]
+    if net.get("Internal"):
+        # --internal: nothing leaves the bridge, nothing from elsewhere enters it; no NAT.
+        return [("filter", ISOLATION_1, ["-i", bridge, "!", "-o", bridge, "-j", "DROP"], False),
+                ("filter", ISOLATION_1, ["!", "-i", bridge, "-o", bridge, "-j", "DROP"], False),
+                ("filter", FORWARD_CHAIN, ["-i", bridge, "-o", bridge, "-j", "ACCEPT"], False)]
+    return [
+        # Outbound: the world answers the host's address, which conntrack maps back.
+        ("nat", POSTROUTING_CHAIN, ["-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"], False),
+        # A published port reached on 127.0.0.1: the container cannot answer a loopback address.
+        ("nat", POSTROUTING_CHAIN, ["-s", "127.0.0.0/8", "-o", bridge, "-j", "MASQUERADE"], False),
+        # A container reaching a neighbour's published port through the host: the answer must
+        # come back through the host too, to be un-DNATed.
+        ("nat", POSTROUTING_CHAIN, ["-s", subnet, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT",
+                                    "-j", "MASQUERADE"], False),
+        ("filter", FORWARD_CHAIN, ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+                                   "-j", "ACCEPT"], True),
+        ("filter", FORWARD_CHAIN, ["-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"], True),
+        # Two stages, as Docker's: leaving this bridge for another bridge of ours is dropped.
+        ("filter", ISOLATION_1, ["-i", bridge, "!", "-o", bridge, "-j", ISOLATION_2], False),
+        ("filter", ISOLATION_2, ["-o", bridge, "-j", "DROP"], False),
+        ("filter", FORWARD_CHAIN, ["-i", bridge, "-j", "ACCEPT"], False),
+    ]
+# --8<-- [end:network-rules]
+
+
+def _sysctl(path: str, value: str) -> None:
+    try:
+        with open(f"/proc/sys/net/ipv4/{path}", "w") as f:
+            f.write(value)
+    except FileNotFoundError:  # the bridge is already gone
+        pass
 
 
 def network_created(net: dict) -> None:
-    """A network (NetworkResource dict) and its bridge were just made."""
+    """A network (NetworkResource dict) and its bridge were just made: add its rules."""
+    from minidocker.network import networks
+
+    with _locked():
+        _ensure_chains()
+        for table, chain, rule, first in network_rules(net):
+            _add(table, chain, rule, first)
+    if not net.get("Internal"):
+        _sysctl(f"conf/{networks.bridge_name(net)}/route_localnet", "1")
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            if f.read().strip() != "1":
+                _sysctl("ip_forward", "1")  # as dockerd does; we never turn it off again
 
 
 def network_removed(net: dict) -> None:
-    """A network is about to be removed (its bridge still exists)."""
+    """A network is about to be removed (its bridge still exists): its rules go, and the chains
+    with the last network."""
+    from minidocker.network import networks
+
+    _sysctl(f"conf/{networks.bridge_name(net)}/route_localnet", "0")
+    with _locked():
+        for table, chain, rule, _ in network_rules(net):
+            _delete(table, chain, rule)
+        _remove_chains_if_unused()
+
+
+# ---------------------------------------------------------------------------------------------
+# Containers: published ports
+
+def _owner_tag(container_id: str) -> str:
+    """Names the rule's container and the supervisor that holds its ports: "minidocker
+    CID12 4242/981723" (pid/start time: a pid alone may be reused by another process)."""
+    from minidocker.runtime import process_start_time
+
+    return f"minidocker {container_id[:12]} {os.getpid()}/{process_start_time(os.getpid())}"
+
+
+# --8<-- [start:ex-04-dnat]
+def dnat_rule(proto: str, host_ip: str, host_port: int, container_ip: str, container_port: int,
+              tag: str) -> list[str]:
+    """The MINIDOCKER rule that publishes one port: packets to HOST_IP:HOST_PORT are rewritten
+    to go to CONTAINER_IP:CONTAINER_PORT. 0.0.0.0 means any address of the host (no -d)."""
+    rule = [] if host_ip == "0.0.0.0" else ["-d", f"{host_ip}/32"]
+    rule += ["-p", proto, "-m", proto, "--dport", str(host_port)]
+    rule += ["-m", "comment", "--comment", tag]
+    rule += ["-j", "DNAT", "--to-destination", f"{container_ip}:{container_port}"]
+    return rule
+# --8<-- [end:ex-04-dnat]
 
 
 def endpoint_up(net: dict, container_id: str, ip: str, host_config: dict) -> None:
-    """A container's endpoint on `net` has address `ip` and its veth is up; publish its ports."""
+    """A container's endpoint on `net` has address `ip`: publish its ports there. Called in the
+    container's supervisor, which holds the host ports for as long as it lives.
+
+    The ports go to the first non-internal network the container joins (Docker publishes on the
+    endpoint that gives the container its default gateway)."""
+    if net.get("Internal") or container_id in _held:
+        return
+    from minidocker.container import records
+
+    c = records.find(container_id)
+    want = published.wanted(c.record["Config"], host_config)
+    if not want:
+        return
+    sockets, rules, tag = [], [], _owner_tag(container_id)
+    shown = {port: None for port in c.record["Config"].get("ExposedPorts") or {}}
+    try:
+        for port, host_ip, host_port in want:
+            number, _, proto = port.partition("/")
+            host_ip = published.ipv4_only(host_ip)
+            try:
+                sock, chosen = published.hold(proto, host_ip, host_port)
+            except MinidockerError as e:
+                e.what = (f"driver failed programming external connectivity on endpoint {c.name} "
+                          f"({container_id[:12]}): {e.what}")
+                raise
+            sockets.append(sock)
+            rules.append(dnat_rule(proto, host_ip, chosen, ip, int(number), tag))
+            shown.setdefault(port, None)
+            shown[port] = (shown[port] or []) + [{"HostIp": host_ip, "HostPort": str(chosen)}]
+        with _locked():
+            _ensure_chains()
+            for rule in rules:
+                iptables("nat", "-A", DNAT_CHAIN, *rule)
+        published.save(container_id, shown)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        _remove_container_rules(container_id, ip)
+        raise
+    _held[container_id] = sockets
+
+
+def _remove_container_rules(container_id: str, ip: str | None = None) -> None:
+    with _locked():
+        for rule in _rules("nat", DNAT_CHAIN):
+            tag = _tag_of(rule)
+            if tag and tag[0] == container_id[:12] and (ip is None or _destination(rule) == ip):
+                _delete("nat", DNAT_CHAIN, rule)
+        _remove_chains_if_unused()
+
+
+def _tag_of(rule: list[str]) -> list[str] | None:
+    """["CID12", "PID/START"] from a rule's comment "minidocker CID12 PID/START", else None."""
+    if "--comment" in rule:
+        words = rule[rule.index("--comment") + 1].split()
+        if len(words) == 3 and words[0] == "minidocker":
+            return words[1:]
+    return None
+
+
+def _destination(rule: list[str]) -> str:
+    return rule[rule.index("--to-destination") + 1].rsplit(":", 1)[0] if "--to-destination" in rule else ""
 
 
 def endpoint_down(net: dict, container_id: str, ip: str, host_config: dict) -> None:
-    """A container's endpoint on `net` is going away; remove what endpoint_up added."""
+    """A container's endpoint on `net` is going away: its DNAT rules there go, and its host ports
+    are let go (when this is the supervisor that held them; else they went with it)."""
+    if net.get("Internal"):
+        return
+    if host_config.get("PortBindings") or host_config.get("PublishAllPorts"):
+        _remove_container_rules(container_id, ip)
+    for sock in _held.pop(container_id, []):
+        sock.close()
+    try:
+        published.forget(container_id)
+    except MinidockerError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# After a SIGKILL
+
+def _alive(owner: str) -> bool:
+    from minidocker.runtime import process_start_time
+
+    pid, _, start = owner.partition("/")
+    return pid.isdigit() and start.isdigit() and process_start_time(int(pid)) == int(start)
+
+
+def _bridges_named(rule: list[str]) -> list[str]:
+    return [rule[i + 1] for i, word in enumerate(rule[:-1]) if word in ("-i", "-o") and re.match(r"md", rule[i + 1])]
 
 
 def cleanup_stale() -> None:
-    """Remove rules whose container or network no longer exists (after a SIGKILLed supervisor)."""
+    """Remove the rules whose owner is gone: a container's, when its supervisor died (SIGKILL);
+    a network's, when its bridge no longer exists. Cheap when there is nothing to do: one
+    `iptables -S` of each of our chains, and nothing at all when they do not exist."""
+    if iptables("nat", "-S", DNAT_CHAIN, check=False).returncode != 0:
+        return  # our chains are made and removed together: none, no rules of ours anywhere
+    links = set(os.listdir("/sys/class/net"))
+    with _locked():
+        for rule in _rules("nat", DNAT_CHAIN):
+            tag = _tag_of(rule)
+            if tag and not _alive(tag[1]):
+                _delete("nat", DNAT_CHAIN, rule)
+        for table, chains in CHAINS.items():
+            for chain in chains:
+                for rule in _rules(table, chain):
+                    if any(b not in links for b in _bridges_named(rule)):
+                        _delete(table, chain, rule)
+        _remove_chains_if_unused()
