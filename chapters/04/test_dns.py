@@ -198,7 +198,7 @@ def stop(records, server, thread):
 
 
 def query(server, name, tcp=False, qtype="A") -> DNSRecord:
-    raw = DNSRecord.question(name, qtype).send(server[0], server[1], tcp=tcp, timeout=5)
+    raw = DNSRecord.question(name, qtype).send(server[0], server[1], tcp=tcp, timeout=3)
     return DNSRecord.parse(raw)
 
 

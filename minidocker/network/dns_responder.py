@@ -35,8 +35,13 @@ def answer(query: DNSRecord, names: dict[str, list[str]]) -> "DNSRecord | None":
     """The reply to `query` from the network's own `names` (lower-case name -> IPv4 addresses),
     or None when the name is not the network's and must be forwarded upstream."""
     # --8<-- [start:ex-04-dns-answer]
+    # Look the question's name up in `names`, lower case and without its final dot. Found: a reply
+    # (query.reply()) with an A record per address (RR(qname, QTYPE.A, rdata=A(ip), ttl=TTL)) if
+    # the type is A or ANY, none for any other type. Not found: NXDOMAIN (RCODE) for a bare name,
+    # None (forward it) for a name with a dot.
+    #
+    # DNS names are case-insensitive (RFC 4343), and a fully qualified one ends with a dot.
     question = query.q
-    # DNS names are case-insensitive (RFC 4343) and a fully qualified one ends with a dot.
     name = str(question.qname).rstrip(".").lower()
     addresses = names.get(name)
     if addresses is None:
@@ -123,7 +128,12 @@ def respond(packet: bytes, records: Records, tcp: bool) -> "bytes | None":
     if query.header.qr or not query.questions:
         return None
     records.fresh()
-    reply = answer(query, records.names)
+    try:
+        reply = answer(query, records.names)
+    except Exception as e:  # noqa: BLE001 - one bad answer must not take the network's names down
+        print(f"dns_responder: {query.q.qname}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        reply = query.reply()
+        reply.header.rcode = RCODE.SERVFAIL  # the client learns at once, rather than time out
     if reply is not None:
         return reply.pack()
     if records.upstreams:
