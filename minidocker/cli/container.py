@@ -135,13 +135,14 @@ def _ps_row(c: dict, trunc: bool) -> dict[str, str]:
     """One container of GET /containers/json, as the docker CLI words it for `ps`."""
     from minidocker.container.formatting import ellipsis, go_quote
     from minidocker.container.inspect import human_duration
+    from minidocker.network import ports
 
     return {"ID": c["Id"][:12] if trunc else c["Id"], "Image": c["Image"] or "<no image>",
             # The command is cut to 20 columns unless --no-trunc, then quoted as Go quotes it.
             "Command": go_quote(ellipsis(c["Command"], 20) if trunc else c["Command"]),
             "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(c["Created"])),
             "RunningFor": f"{human_duration(time.time() - c['Created'])} ago",
-            "Ports": "",  # published ports come in chapter 04
+            "Ports": ports.ps_column(c["Ports"]),  # "0.0.0.0:8080->80/tcp, 443/tcp"
             "State": c["State"], "Status": c["Status"],
             "Names": ",".join(n.lstrip("/") for n in c["Names"][:1 if trunc else None]),
             "Labels": ",".join(f"{k}={v}" for k, v in c["Labels"].items()),
@@ -331,7 +332,15 @@ def _create_flags(p) -> None:
     p.add_argument("-P", "--publish-all", action="store_true", help="publish every exposed port on a free host port")
     p.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]",
                    help="expose a port or a range (published only by -P)")
-    for flags, chapter in ((("-v", "--volume"), "05"), (("--mount",), "05"), (("--network", "--net"), "04")):
+    # Chapter 04's network flags (network/sandbox.py reads them).
+    p.add_argument("--network", "--net", default="default", metavar="NETWORK",
+                   help="bridge (the default), none, host, container:NAME|ID, or a user network's name")
+    p.add_argument("--ip", help="the container's IPv4 address on a user network")
+    p.add_argument("--network-alias", action="append", default=[], metavar="ALIAS", help="another name on the network")
+    p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP", help="a line for /etc/hosts")
+    p.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver for /etc/resolv.conf")
+    p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain for /etc/resolv.conf")
+    for flags, chapter in ((("-v", "--volume"), "05"), (("--mount",), "05")):
         p.add_argument(*flags, action=Later, nargs=0 if flags[0] == "-P" else None, chapter=chapter,
                        help=f"comes in chapter {chapter}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND] [ARG...]",
