@@ -127,4 +127,23 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
     }
     if exposed:
         body["ExposedPorts"] = dict(sorted(exposed.items()))  # absent when empty, as the docker CLI sends it
+    network_flags(args, body)
     return args.name, body
+
+
+def network_flags(args, body: dict) -> None:
+    """--network & co. (chapter 04): HostConfig.NetworkMode ("default" unless given, as the docker
+    CLI sends it), Dns, DnsSearch, ExtraHosts; --ip and --network-alias belong to the endpoint,
+    NetworkingConfig.EndpointsConfig[NETWORK]."""
+    host_config = body["HostConfig"]
+    host_config["NetworkMode"] = args.network
+    for key, values in (("Dns", args.dns), ("DnsSearch", args.dns_search), ("ExtraHosts", args.add_host)):
+        if values:
+            host_config[key] = list(values)
+    endpoint = {}
+    if args.ip:
+        endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+    if args.network_alias:
+        endpoint["Aliases"] = list(args.network_alias)
+    if endpoint:
+        body["NetworkingConfig"] = {"EndpointsConfig": {args.network: endpoint}}

@@ -23,6 +23,7 @@ import signal
 from minidocker import runtime, store
 from minidocker.container import config as checks, records, spec as specs, supervisor
 from minidocker.errors import MinidockerError
+from minidocker.network import sandbox
 
 
 def refresh(c: records.Container) -> records.Container:
@@ -31,6 +32,7 @@ def refresh(c: records.Container) -> records.Container:
     if sup and not records.alive(sup, c.state.get("SupervisorStart")):
         # The container died with it (PDEATHSIG), unless it raced: delete kills what is left.
         runtime.delete(c.id, force=True)
+        sandbox.down(c)  # its veths, addresses and namespace file (chapter 04)
         was_running = c.state["Running"]
         c.save_state(Status="exited" if was_running else c.state["Status"], Running=False, Paused=False, Pid=0,
                      ExitCode=137 if was_running else c.state["ExitCode"], SupervisorPid=0,
@@ -52,6 +54,7 @@ def all_containers() -> list[records.Container]:
             alive.append(refresh(c))
         except MinidockerError:
             continue
+    sandbox.sweep(alive)  # what a killed `run` left before its container was recorded as started
     return alive
 
 
@@ -67,6 +70,8 @@ def create(config: dict, host_config: dict, name: str | None = None) -> dict:
     whose layers are the rootfs; or, minidocker's own, an absolute path: a --rootfs directory."""
     store.require_root()
     checks.check_settings(config, host_config)  # dockerd's order: the request's values, then the image
+    config = dict(config)
+    networking = sandbox.check(host_config, config.pop("NetworkingConfig", None))  # chapter 04: --network & co.
     if name is not None:
         name = checks.check_name(name)
     if not config.get("Image"):
@@ -93,7 +98,7 @@ def create(config: dict, host_config: dict, name: str | None = None) -> dict:
               # Docker's ContainerJSON: "Image" is the image's ID, Config.Image the name as typed.
               "Image": image.id if image else "",
               "Config": {**config, "Hostname": config.get("Hostname") or ""},
-              "HostConfig": dict(host_config)}
+              "HostConfig": dict(host_config), "NetworkingConfig": networking}
 
     def spec_for(container_dir: str, record: dict) -> dict:
         cid = os.path.basename(container_dir)

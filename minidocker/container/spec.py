@@ -112,4 +112,8 @@ def from_container(container_id: str, container_dir: str, config: dict, host_con
                                          "upperdir": os.path.join(container_dir, "upper"),
                                          "workdir": os.path.join(container_dir, "work")}
         # --8<-- [end:writable-layer]
+    # Chapter 04: the network namespace's path, and the container's own /etc/hosts, resolv.conf, hostname.
+    from minidocker.network import sandbox
+
+    sandbox.prepare_spec(spec, container_id, container_dir, host_config)
     return spec

@@ -18,6 +18,7 @@ import tty as ttymode
 from minidocker import linux, runtime, store
 from minidocker.container import records
 from minidocker.errors import MinidockerError
+from minidocker.network import sandbox
 
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -41,6 +42,9 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
     c.save_state(SupervisorPid=os.getpid(), SupervisorStart=runtime.process_start_time(os.getpid()))
     io = Plumbing(spec["process"]["terminal"], attach.stdin if attach else None)
     try:
+        # Its network first (chapter 04): the namespace, veths, addresses, /etc files; the
+        # runtime then joins the namespace by the path the spec names.
+        sandbox.up(c)
         # The container's directory holds its config.json: it is the runtime's bundle.
         # If we die (SIGKILL), the kernel kills the container's first process: no orphans.
         pid = io.started(runtime.run(c.id, c.dir, stdio=io.stdio, console=io.console,
@@ -48,6 +52,7 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
     except BaseException as e:
         # As Docker does: the container stays "created", with the error and its exit code.
         runtime.delete(c.id, force=True)
+        sandbox.down(c)
         c.save_state(ExitCode=getattr(e, "exit_code", 125), Error=str(e), SupervisorPid=0)
         raise
     c.save_state(Status="running", Running=True, Pid=pid, StartedAt=store.now())
@@ -69,6 +74,7 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
         code = runtime.exit_code(status)
         oom_killed = runtime.stats(c.id)["oom_kills"] > 0
         runtime.delete(c.id, force=True)  # nothing may be left once PID 1 is gone; the cgroup goes
+        sandbox.down(c)  # its address back to the pool, its veth gone (chapter 04)
         c.save_state(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom_killed,
                      FinishedAt=store.now(), SupervisorPid=0)
     return code
