@@ -52,6 +52,7 @@ def ensure_bridge(net: dict) -> int:
         index = nl.link_index(name)
         nl.add_address(index, gateway, prefix)  # the host's address on the network: the gateway
         nl.set_up(index)
+        firewall.network_created(net)  # its NAT and FORWARD rules, with the bridge (network-api.md)
     return index
 
 
@@ -133,6 +134,7 @@ def detach(container_id: str, record: dict, net: dict) -> None:
         if not taken and net["Options"].get("com.docker.network.bridge.default_bridge") == "true":
             # No daemon owns md0 between containers (dockerd keeps docker0 for its whole life):
             # a bridge with nothing on it is only a leftover, so it goes with its last container.
+            firewall.network_removed(net)
             host_netlink().delete_link(networks.bridge_name(net))
 
 

@@ -198,11 +198,10 @@ def create(name: str, driver: str = "bridge", subnet: str | None = None, gateway
         _write(net)
     net["Containers"] = {}
     try:
-        from minidocker.network import endpoints, firewall
+        from minidocker.network import endpoints
 
         with store.lock(network_dir(net)):
-            endpoints.ensure_bridge(net)
-        firewall.network_created(net)
+            endpoints.ensure_bridge(net)  # and firewall.network_created(net)
     except BaseException:
         _destroy(net)
         raise
