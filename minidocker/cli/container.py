@@ -223,7 +223,7 @@ def cmd_kill(args) -> int:
 
 
 def cmd_rm(args) -> int:
-    return _each(args.containers, lambda ref: lifecycle.remove(ref, force=args.force))
+    return _each(args.containers, lambda ref: lifecycle.remove(ref, force=args.force, volumes=args.volumes))
 
 
 def cmd_pause(args) -> int:
@@ -340,9 +340,14 @@ def _create_flags(p) -> None:
     p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP", help="a line for /etc/hosts")
     p.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver for /etc/resolv.conf")
     p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain for /etc/resolv.conf")
-    for flags, chapter in ((("-v", "--volume"), "05"), (("--mount",), "05")):
-        p.add_argument(*flags, action=Later, nargs=0 if flags[0] == "-P" else None, chapter=chapter,
-                       help=f"comes in chapter {chapter}")
+    # Chapter 05's mounts (volume/flags.py turns them into the request, volume/mounts.py checks them).
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="[SRC:]DST[:MODE]",
+                   help="bind a host path (/src:/dst), a named volume (name:/dst) or a new anonymous one (/dst); MODE ro")
+    p.add_argument("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,source=…,target=…",
+                   help="a mount, spelled out: readonly, volume-nocopy, tmpfs-size, tmpfs-mode, bind-propagation")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="/PATH[:OPTIONS]", help="mount a tmpfs there")
+    p.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER[:ro|rw]",
+                   help="mount every volume and bind of that container, at the same places")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND] [ARG...]",
                    help="the image and the command to run in it (the image's CMD if none)")
 
@@ -417,6 +422,7 @@ def _kill_flags(p) -> None:
 
 def _rm_flags(p) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("-v", "--volumes", action="store_true", help="remove its anonymous volumes too (never named ones)")
     p.add_argument("containers", nargs="+")
 
 

@@ -128,6 +128,9 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
     if exposed:
         body["ExposedPorts"] = dict(sorted(exposed.items()))  # absent when empty, as the docker CLI sends it
     network_flags(args, body)
+    from minidocker.volume import flags as volume_flags  # chapter 05: -v, --mount, --tmpfs, --volumes-from
+
+    volume_flags.apply(args, body)
     return args.name, body
 
 

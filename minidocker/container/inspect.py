@@ -53,7 +53,7 @@ def inspect(ref: str) -> dict:
     c = find(ref)
     shown_state = {k: v for k, v in c.state.items() if not k.startswith("Supervisor")}
     return {**c.record, "State": shown_state, "LogPath": c.log_path, "GraphDriver": graph_driver(c),
-            "Mounts": [],  # volumes and bind mounts come in chapter 05
+            "Mounts": c.record.get("Mounts") or [],  # Docker's MountPoints (chapter 05: volume/mounts.py)
             "NetworkSettings": network_settings()}
 
 

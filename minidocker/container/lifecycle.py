@@ -23,6 +23,7 @@ import signal
 from minidocker import runtime, store
 from minidocker.container import config as checks, records, spec as specs, supervisor
 from minidocker.errors import MinidockerError
+from minidocker.volume import mounts as volume_mounts
 from minidocker.network import sandbox
 
 
@@ -37,8 +38,9 @@ def refresh(c: records.Container) -> records.Container:
         c.save_state(Status="exited" if was_running else c.state["Status"], Running=False, Paused=False, Pid=0,
                      ExitCode=137 if was_running else c.state["ExitCode"], SupervisorPid=0,
                      Error="the supervisor was killed", FinishedAt=store.now())
+        volume_mounts.release(c)
         if c.record["HostConfig"].get("AutoRemove"):
-            _remove(c)
+            _remove(c, volumes=True)
             raise MinidockerError(f"No such container: {c.name}", "it was started with --rm")
     return c
 
@@ -93,6 +95,7 @@ def create(config: dict, host_config: dict, name: str | None = None) -> dict:
         layers = unpacked.unpack(images, image)
         top_down = layers[::-1]  # the top-most layer first, as overlayfs shows them
     checks.check(config, host_config, top_down)  # -u NAME is looked up in the image's /etc/passwd
+    mount_points = volume_mounts.plan(config, host_config)  # -v, --mount...: all checked, nothing made yet
     command = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
     record = {"Name": name, "Path": command[0], "Args": command[1:],
               # Docker's ContainerJSON: "Image" is the image's ID, Config.Image the name as typed.
@@ -105,6 +108,12 @@ def create(config: dict, host_config: dict, name: str | None = None) -> dict:
         record["Config"]["Hostname"] = record["Config"]["Hostname"] or cid[:12]
         spec = specs.from_container(cid, container_dir, record["Config"], record["HostConfig"], layers)
         record["Config"]["Env"] = spec["process"]["env"]  # inspect shows the whole environment, as Docker does
+        # Chapter 05: the volumes are made now (named, anonymous; a -v bind's missing source), and
+        # mounted after Docker's default mounts; the image's content is copied into them at start.
+        points = volume_mounts.prepare(mount_points, cid)
+        record["Mounts"] = volume_mounts.public(points)
+        spec["mounts"] = volume_mounts.with_defaults(spec["mounts"], volume_mounts.oci_mounts(points, host_config.get("Tmpfs")))
+        spec["minidocker"]["copyup"] = volume_mounts.copy_ups(points)
         return spec
 
     return {"Id": records.create(record, spec_for).id, "Warnings": []}
@@ -127,7 +136,7 @@ def start(ref: str, attach: supervisor.Attach | None = None) -> int | None:
         return supervisor.run(c, attach)
     finally:
         if c.record["HostConfig"].get("AutoRemove"):
-            _remove(c)
+            _remove(c, volumes=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,12 +217,14 @@ def wait(ref: str) -> dict:
     return {"StatusCode": find(c.id).state["ExitCode"], "Error": None}
 
 
-def _remove(c: records.Container) -> None:
+def _remove(c: records.Container, volumes: bool = False) -> None:
     runtime.delete(c.id, force=True)
     records.remove_dir(c)
+    if volumes:  # `rm -v`, `run --rm`: its anonymous volumes go too, never a named one
+        volume_mounts.remove_anonymous(c.record)
 
 
-def remove(ref: str, force: bool = False) -> None:
+def remove(ref: str, force: bool = False, volumes: bool = False) -> None:
     c = find(ref)
     if c.state["Running"]:
         if c.state.get("Paused") and not force:
@@ -223,7 +234,7 @@ def remove(ref: str, force: bool = False) -> None:
                                   "stop the container before removing or force remove with -f")
         _signal(c, signal.SIGKILL)
         _wait_exit(c, 10)
-    _remove(c)
+    _remove(c, volumes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import tty as ttymode
 from minidocker import linux, runtime, store
 from minidocker.container import records
 from minidocker.errors import MinidockerError
+from minidocker.volume import mounts as volume_mounts
 from minidocker.network import sandbox
 
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -45,6 +46,7 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
         # Its network first (chapter 04): the namespace, veths, addresses, /etc files; the
         # runtime then joins the namespace by the path the spec names.
         sandbox.up(c)
+        volume_mounts.setup(c)  # chapter 05: a volume's driver mount, the image's content copied in
         # The container's directory holds its config.json: it is the runtime's bundle.
         # If we die (SIGKILL), the kernel kills the container's first process: no orphans.
         pid = io.started(runtime.run(c.id, c.dir, stdio=io.stdio, console=io.console,
@@ -53,6 +55,7 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
         # As Docker does: the container stays "created", with the error and its exit code.
         runtime.delete(c.id, force=True)
         sandbox.down(c)
+        volume_mounts.release(c)
         c.save_state(ExitCode=getattr(e, "exit_code", 125), Error=str(e), SupervisorPid=0)
         raise
     c.save_state(Status="running", Running=True, Pid=pid, StartedAt=store.now())
@@ -75,6 +78,7 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
         oom_killed = runtime.stats(c.id)["oom_kills"] > 0
         runtime.delete(c.id, force=True)  # nothing may be left once PID 1 is gone; the cgroup goes
         sandbox.down(c)  # its address back to the pool, its veth gone (chapter 04)
+        volume_mounts.release(c)  # the last user of a volume with a driver mount unmounts it
         c.save_state(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom_killed,
                      FinishedAt=store.now(), SupervisorPid=0)
     return code
@@ -224,6 +228,7 @@ def start_detached(c: records.Container) -> None:
         finally:
             if c.record["HostConfig"].get("AutoRemove"):
                 records.remove_dir(c)
+                volume_mounts.remove_anonymous(c.record)  # `run -d --rm`: as `rm -v`
             os._exit(code)
     os.close(ready_write)
     with os.fdopen(ready_read, "rb") as ready:
