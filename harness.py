@@ -175,10 +175,19 @@ def _links() -> set[str]:
 
 
 def _netns() -> set[str]:
+    """`ip netns` names starting with md, and the files of containers' namespaces that the
+    engine keeps under $MINIDOCKER_RUNTIME_ROOT/netns (chapter 04: bind mounts of nsfs files)."""
+    found = set()
     try:
-        return {n for n in os.listdir("/run/netns") if n.startswith("md")}
+        found = {n for n in os.listdir("/run/netns") if n.startswith("md")}
     except FileNotFoundError:
-        return set()
+        pass
+    ours = os.path.join(os.environ.get("MINIDOCKER_RUNTIME_ROOT", "/run/minidocker"), "netns")
+    try:
+        found |= {os.path.join(ours, n) for n in os.listdir(ours)}
+    except FileNotFoundError:
+        pass
+    return found
 
 
 def _cgroups(parent: str) -> set[str]:
@@ -245,7 +254,14 @@ def clean(leaks: dict[str, set]) -> None:
     for link in leaks.get("links", ()):
         subprocess.run(["ip", "link", "del", link], capture_output=True)
     for ns in leaks.get("netns", ()):
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if ns.startswith("/"):  # a container's namespace file: unmount, then remove
+            subprocess.run(["umount", "-l", ns], capture_output=True)
+            try:
+                os.unlink(ns)
+            except OSError:
+                pass
+        else:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     for rule in leaks.get("iptables", ()):
         if rule.startswith("-A "):
             subprocess.run(["iptables", "-D", *rule.split()[1:]], capture_output=True)

@@ -54,7 +54,7 @@ def inspect(ref: str) -> dict:
     shown_state = {k: v for k, v in c.state.items() if not k.startswith("Supervisor")}
     return {**c.record, "State": shown_state, "LogPath": c.log_path, "GraphDriver": graph_driver(c),
             "Mounts": c.record.get("Mounts") or [],  # Docker's MountPoints (chapter 05: volume/mounts.py)
-            "NetworkSettings": network_settings()}
+            "NetworkSettings": network_settings(c)}
 
 
 def graph_driver(c: records.Container) -> dict:
@@ -70,11 +70,11 @@ def graph_driver(c: records.Container) -> dict:
                                          "UpperDir": overlay["upperdir"], "WorkDir": overlay["workdir"]}}
 
 
-def network_settings() -> dict:
-    """Until chapter 04 a container has a network namespace with only `lo` in it: what Docker
-    calls the "none" network. So `{{.NetworkSettings.IPAddress}}` is empty, as Docker's is."""
-    endpoint = {"Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}
-    return {"Bridge": "", "SandboxKey": "", "Ports": {}, **endpoint, "Networks": {"none": endpoint}}
+def network_settings(c: records.Container) -> dict:
+    """Its networks, addresses and published ports (chapter 04: network/sandbox.py)."""
+    from minidocker.network import sandbox
+
+    return sandbox.settings(c)
 
 
 def list_containers(all: bool = False) -> list[dict]:
@@ -86,7 +86,7 @@ def list_containers(all: bool = False) -> list[dict]:
              "Created": int(datetime.strptime(c.record["Created"][:19], "%Y-%m-%dT%H:%M:%S")
                             .replace(tzinfo=timezone.utc).timestamp()),
              "State": c.state["Status"], "Status": status_line(c), "Ports": [], "Labels": {}, "Mounts": [],
-             "NetworkSettings": {"Networks": network_settings()["Networks"]}} for c in shown]
+             "NetworkSettings": {"Networks": network_settings(c)["Networks"]}} for c in shown]
 
 
 def changes(ref: str) -> list[dict]:

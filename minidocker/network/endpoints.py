@@ -134,6 +134,7 @@ def detach(container_id: str, record: dict, net: dict) -> None:
         if not taken and net["Options"].get("com.docker.network.bridge.default_bridge") == "true":
             # No daemon owns md0 between containers (dockerd keeps docker0 for its whole life):
             # a bridge with nothing on it is only a leftover, so it goes with its last container.
+            # (Its price: deleting a link waits ~25 ms for the kernel's RCU grace period.)
             firewall.network_removed(net)
             host_netlink().delete_link(networks.bridge_name(net))
 

@@ -15,7 +15,6 @@ rewrite the file later (a `network connect` adds a line), and the container sees
 
 import os
 
-from minidocker import store
 
 FILES = ("hosts", "resolv.conf", "hostname")
 # Docker's own defaults, when the host has no nameserver a container could reach.
@@ -83,10 +82,17 @@ def write(container_dir: str, hostname: str, addresses: list[str], host_config: 
     host_network = host_config.get("NetworkMode") == "host"
     if host_network:
         with open("/etc/hosts") as f:  # the host's names are the container's (Docker copies it)
-            store.write_text(os.path.join(container_dir, "hosts"), f.read())
+            content = f.read()
     else:
-        store.write_text(os.path.join(container_dir, "hosts"),
-                         hosts(hostname, addresses, host_config.get("ExtraHosts") or [], aliases))
-    store.write_text(os.path.join(container_dir, "resolv.conf"),
-                     resolv_conf(host_config.get("Dns") or [], host_config.get("DnsSearch") or [], resolver, host_network))
-    store.write_text(os.path.join(container_dir, "hostname"), hostname + "\n")
+        content = hosts(hostname, addresses, host_config.get("ExtraHosts") or [], aliases)
+    _write_in_place(os.path.join(container_dir, "hosts"), content)
+    _write_in_place(os.path.join(container_dir, "resolv.conf"),
+                    resolv_conf(host_config.get("Dns") or [], host_config.get("DnsSearch") or [], resolver, host_network))
+    _write_in_place(os.path.join(container_dir, "hostname"), hostname + "\n")
+
+
+def _write_in_place(path: str, text: str) -> None:
+    """Not store.write_text's temp file and rename: a running container's bind mount holds the
+    file's inode, and a rename would give the path a new inode the container never sees."""
+    with open(path, "w") as f:
+        f.write(text)

@@ -111,14 +111,11 @@ def up(c) -> None:
             hostname = os.uname().nodename
         etc_files.write(c.dir, hostname, [], record["HostConfig"])
         return
-    from minidocker.network import dns, endpoints, networks
+    from minidocker.network import endpoints
 
     try:
         endpoints.setup(c.id, record)
-        mine = networks.endpoints(c.id)
-        resolver = next((dns.resolver_ip(e["network"]) for e in mine if e["network"]["Name"] != "bridge"), None)
-        aliases = [a for e in mine for a in e["aliases"]]
-        etc_files.write(c.dir, hostname, [e["ip"] for e in mine], record["HostConfig"], resolver, aliases)
+        write_etc_files(c)
     except BaseException:
         endpoints.teardown(c.id, record)
         raise
@@ -141,3 +138,135 @@ def sweep(containers: list) -> None:
         from minidocker.network import endpoints
 
         endpoints.sweep(supervised)
+
+
+def settings(c) -> dict:
+    """inspect's NetworkSettings. Networks: every network the container is on (while it runs,
+    with its address; stopped, empty, as Docker). The top-level IPAddress, Gateway and
+    MacAddress are Docker's older fields: they show the default `bridge` network's endpoint
+    only, empty on a user network (read .NetworkSettings.Networks.NAME.IPAddress there)."""
+    from minidocker.network import networks, ports
+
+    mode = mode_of(c.record["HostConfig"])
+    empty = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": "", "EndpointID": "",
+             "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+             "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
+    shown = {}
+    if mode.startswith("container:"):
+        wanted = {}
+    elif own_namespace(mode):
+        from minidocker.network.endpoints import requested_networks
+
+        wanted = requested_networks(c.record)
+    else:
+        wanted = {mode: {}}
+    live = {e["network"]["Name"]: e for e in networks.endpoints(c.id)} if c.state.get("Running") and own_namespace(mode) else {}
+    for name, config in wanted.items():
+        entry = dict(empty, IPAMConfig=config.get("IPAMConfig"), Aliases=config.get("Aliases"))
+        e = live.get(name)
+        if e:
+            endpoint = e["network"]["Containers"][c.id]
+            ip, prefix = endpoint["IPv4Address"].split("/")
+            entry.update(MacAddress=e["mac"], NetworkID=e["network"]["Id"], EndpointID=endpoint["EndpointID"],
+                         Gateway=e["network"]["IPAM"]["Config"][0]["Gateway"], IPAddress=ip, IPPrefixLen=int(prefix),
+                         DNSNames=None if name == "bridge" else [c.name, c.short_id, *e["aliases"]])
+        shown[name] = entry
+    default = shown.get("bridge", empty)
+    return {"Bridge": "", "SandboxID": c.id if live else "", "SandboxKey": netns.path_of(c.id) if live else "",
+            "Ports": ports.settings(c), "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "EndpointID": default["EndpointID"], "Gateway": default["Gateway"], "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "IPAddress": default["IPAddress"], "IPPrefixLen": default["IPPrefixLen"],
+            "IPv6Gateway": "", "MacAddress": default["MacAddress"], "Networks": shown}
+
+
+def _save_record(c) -> None:
+    store.write_json(os.path.join(c.dir, "container.json"), c.record)
+
+
+def connect(network_ref: str, container_ref: str, ip: str | None = None, aliases: list[str] = ()) -> None:
+    """POST /networks/{id}/connect: another endpoint, now if the container runs, else at its start."""
+    from minidocker.container.lifecycle import find
+    from minidocker.network import endpoints, networks
+
+    net, c = networks.get(network_ref), find(container_ref)
+    mode = mode_of(c.record["HostConfig"])
+    if not own_namespace(mode) or net["Driver"] != "bridge":
+        raise MinidockerError("container sharing network namespace with another container or host cannot be connected to any other network",
+                              f"its network mode is {mode}")
+    wanted = endpoints.requested_networks(c.record)
+    if net["Name"] in wanted:
+        raise MinidockerError(f"endpoint with name {c.name} already exists in network {net['Name']}", "it is connected already")
+    config = {}
+    if ip:
+        config["IPAMConfig"] = {"IPv4Address": ip}
+    if aliases:
+        config["Aliases"] = list(aliases)
+    check({"NetworkMode": net["Name"]}, {"EndpointsConfig": {net["Name"]: config}})
+    if c.state.get("Running"):
+        ns_fd = os.open(netns.path_of(c.id), os.O_RDONLY | os.O_CLOEXEC)
+        _, inside = _netlink_in(ns_fd)
+        try:
+            endpoints.attach(c.id, c.record, net, _next_index(c.id), config, ns_fd, inside)
+        except BaseException:
+            endpoints.detach(c.id, c.record, net)
+            raise
+        finally:
+            inside.close()
+            os.close(ns_fd)
+    c.record.setdefault("NetworkingConfig", {}).setdefault("EndpointsConfig", {})[net["Name"]] = config
+    _save_record(c)
+    if c.state.get("Running"):
+        write_etc_files(c)
+
+
+def disconnect(network_ref: str, container_ref: str) -> None:
+    """POST /networks/{id}/disconnect."""
+    from minidocker.container.lifecycle import find
+    from minidocker.network import endpoints, networks
+
+    net, c = networks.get(network_ref), find(container_ref)
+    wanted = endpoints.requested_networks(c.record)
+    if net["Name"] not in wanted:
+        raise MinidockerError(f"container {c.id} is not connected to network {net['Name']}", "see `minidocker inspect`")
+    if c.state.get("Running") and own_namespace(mode_of(c.record["HostConfig"])):
+        endpoints.detach(c.id, c.record, net)
+    c.record.setdefault("NetworkingConfig", {}).setdefault("EndpointsConfig", {}).pop(net["Name"], None)
+    if c.record["HostConfig"].get("NetworkMode") == net["Name"]:
+        c.record["HostConfig"]["NetworkMode"] = next(iter(c.record["NetworkingConfig"]["EndpointsConfig"]), "none")
+    _save_record(c)
+    if c.state.get("Running"):
+        write_etc_files(c)
+
+
+def _netlink_in(ns_fd: int):
+    """A netlink socket inside the namespace `ns_fd` (setns there, open, setns back)."""
+    from minidocker import linux
+    from minidocker.network.netlink import Netlink
+
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(ns_fd, linux.CLONE_NEWNET)
+        try:
+            return None, Netlink()
+        finally:
+            linux.setns(own, linux.CLONE_NEWNET)
+    finally:
+        os.close(own)
+
+
+def _next_index(container_id: str) -> int:
+    from minidocker.network import networks
+
+    used = {int(e["veth"][-1]) for e in networks.endpoints(container_id)}
+    return next(i for i in range(10) if i not in used)
+
+
+def write_etc_files(c) -> None:
+    """The /etc files of a container on networks: its addresses, its aliases, and on a user
+    network that network's resolver (dns.py) as the nameserver."""
+    from minidocker.network import dns, networks
+
+    mine = networks.endpoints(c.id)
+    resolver = next((dns.resolver_ip(e["network"]) for e in mine if e["network"]["Name"] != "bridge"), None)
+    etc_files.write(c.dir, c.record["Config"]["Hostname"], [e["ip"] for e in mine], c.record["HostConfig"],
+                    resolver, [a for e in mine for a in e["aliases"]])
