@@ -107,6 +107,12 @@ def parse_bind(raw: str) -> dict:
     except MinidockerError as e:
         raise error(f"invalid volume specification: '{raw}': {e.what}", e.hint) from None
     rw = "ro" not in words
+    # A propagation is a bind's option, nocopy a volume's: each refused on the other kind.
+    wrong = "VolumeOptions" if kind == "bind" and "nocopy" in words else \
+        "BindOptions" if kind == "volume" and PROPAGATIONS.intersection(words) else None
+    if wrong:
+        raise error(f"invalid volume specification: '{raw}': invalid mount config for type \"{kind}\": "
+                    f"field {wrong} must not be specified")
     if kind == "bind":
         propagation = next((w for w in words if w in PROPAGATIONS), "rprivate")
         return point("bind", destination, posixpath.normpath(source), rw=rw, mode=mode,
