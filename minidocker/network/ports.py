@@ -162,7 +162,7 @@ def hold(proto: str, host_ip: str, host_port: str):
     if last_error.errno == errno.EADDRINUSE:
         what = "port is already allocated" if start == end else "all ports are allocated"
         raise MinidockerError(f"Bind for {host_ip}:{host_port} failed: {what}",
-                              "publish on another host port, or stop what holds this one (see `minidocker ps`)")
+                              "publish on another host port, or stop what holds this one: see `minidocker ps`")
     raise MinidockerError(f"listen {proto}4 {host_ip}:{host_port}: bind: {os.strerror(last_error.errno).lower()}",
                           "publish on an address of this host, or on all of them (leave the IP out)")
 # --8<-- [end:hold-port]
