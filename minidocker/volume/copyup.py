@@ -97,6 +97,10 @@ def copy_entry(union: Union, rel: str, dst: str, links: dict) -> None:
     """Copy one entry of the union (and, for a directory, all below it) to `dst`, which must not
     exist yet, keeping what makes it the same file: type, content, owner, mode, xattrs, times."""
     # --8<-- [start:ex-05-copy-up]
+    # Copy what the union shows at `rel` (its real file in some layer) to `dst`: a directory with
+    # all below it (copy_tree), a file's data (copy_data), a symlink's target, a device or fifo
+    # (mknod). A second name of a file copied already (its st_dev, st_ino in `links`) becomes a
+    # hard link to that copy. Then give `dst` the original's owner, mode, xattrs, times.
     real = union.real(rel)  # the layer's file that the merged view shows at `rel`
     st = os.lstat(real)
     key = (st.st_dev, st.st_ino)
