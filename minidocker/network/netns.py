@@ -30,6 +30,7 @@ def path_of(container_id: str) -> str:
     return os.path.join(directory(), container_id)
 
 
+# --8<-- [start:create]
 def create(container_id: str, netlink: bool = True):
     """Make the container's namespace and its file; return (path, a Netlink socket inside it,
     or None). On any error nothing is left behind."""
@@ -57,6 +58,7 @@ def create(container_id: str, netlink: bool = True):
     finally:
         os.close(own)
     return path, inside
+# --8<-- [end:create]
 
 
 def remove(container_id: str) -> None:
