@@ -405,6 +405,15 @@ def mkdirat(dirfd: int, name, mode: int = 0o755) -> None:
         raise _error(e.errno, "mkdirat", dirfd, name) from None
 
 
+@_traced(lambda dirfd, name: f"{_fd_target(dirfd)}, {_quote(name)}")
+def readlinkat(dirfd: int, name) -> str:
+    """The target of the symlink `name` (one component) in the directory open as `dirfd`."""
+    try:
+        return os.readlink(name, dir_fd=dirfd)
+    except OSError as e:
+        raise _error(e.errno, "readlinkat", dirfd, name) from None
+
+
 # Bringing a network interface up, as `ip link set lo up` does. The ioctl works on any socket of
 # this network namespace; the socket comes from libc (Python's socket module costs ~2 ms to import).
 AF_INET, SOCK_DGRAM, SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 2, 2, 0x8913, 0x8914, 0x1

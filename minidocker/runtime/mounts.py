@@ -170,23 +170,40 @@ def open_in_root(root_fd: int, destination: str, directory: bool = True) -> int:
     # --8<-- [start:ex-05-safe-target]
     # Walk the destination one component at a time. Open each prefix with openat2(root_fd, prefix,
     # O_PATH, RESOLVE_IN_ROOT): the kernel resolves every symlink as if root_fd were "/", so
-    # nothing leads out. A prefix that is missing (ENOENT) is made in its parent, opened the same
-    # way: mkdirat, or for the last part of a file's bind an empty file (openat2 with O_CREAT).
-    # Last, return the O_PATH fd of the whole destination, resolved in the root too.
+    # nothing leads out. A missing component is made in its parent (opened the same way): mkdirat,
+    # or for the last part of a file's bind an empty file (openat2 with O_CREAT). A component that
+    # is a symlink to a missing path (readlinkat works on it) is followed by hand: its target's
+    # parts replace it, from the root if the target is absolute. Last, return the O_PATH fd of
+    # the whole destination, resolved in the root too.
     parts = [part for part in destination.split("/") if part not in ("", ".")]
-    for i, part in enumerate(parts):
+    done, hops = [], 0  # the components walked so far, as written: openat2 resolves them each time
+    while parts:
+        part = parts.pop(0)
         try:
-            os.close(linux.openat2(root_fd, "/".join(parts[:i + 1]), os.O_PATH, 0, linux.RESOLVE_IN_ROOT))
+            os.close(linux.openat2(root_fd, "/".join(done + [part]), os.O_PATH, 0, linux.RESOLVE_IN_ROOT))
+            done.append(part)
             continue
         except FileNotFoundError:
             pass
-        parent = linux.openat2(root_fd, "/".join(parts[:i]) or "/", os.O_PATH | os.O_DIRECTORY, 0, linux.RESOLVE_IN_ROOT)
+        parent = linux.openat2(root_fd, "/".join(done) or "/", os.O_PATH | os.O_DIRECTORY, 0, linux.RESOLVE_IN_ROOT)
         try:
-            if i == len(parts) - 1 and not directory:
+            try:
+                link = linux.readlinkat(parent, part)
+            except OSError:
+                link = None  # not a symlink: simply missing
+            if link is not None:
+                hops += 1
+                if hops > 40:
+                    raise OSError(errno.ELOOP, f"too many symlinks in {destination}")
+                parts = [p for p in link.split("/") if p not in ("", ".")] + parts
+                done = [] if link.startswith("/") else done
+                continue
+            if not parts and not directory:
                 os.close(linux.openat2(parent, part, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644,
                                        linux.RESOLVE_BENEATH))
             else:
-                linux.mkdirat(parent, part, 0o755)  # EEXIST here: a symlink that points nowhere
+                linux.mkdirat(parent, part, 0o755)
+            done.append(part)
         finally:
             os.close(parent)
     return linux.openat2(root_fd, destination, os.O_PATH, 0, linux.RESOLVE_IN_ROOT)
