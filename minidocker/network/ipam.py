@@ -70,6 +70,8 @@ def choose(taken: set[str], subnet: str, gateway: str, requested: str | None = N
     host address of `subnet`. Never the network's own address, its broadcast, the gateway, or
     an address in `taken`."""
     # --8<-- [start:ex-04-ipam]
+    # The requested address if it is a free host address other than the gateway (else Docker's
+    # errors), or the lowest free host address of the subnet, or "no available IPv4 addresses".
     network, prefix = parse_subnet(subnet)
     first, last = network + 1, network + (1 << (32 - prefix)) - 2  # without network and broadcast
     reserved = {to_int(ip) for ip in taken} | {to_int(gateway)}
