@@ -14,13 +14,13 @@ import os
 import socket
 import struct
 import threading
+import types
 
 import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
-import types
-
 from hypothesis import given, settings, strategies as st
 
+import harness
 from minidocker.network import dns, dns_responder
 
 DOCS = "docs/04-networks.md#dns"
@@ -250,3 +250,119 @@ def test_the_default_bridge_has_no_resolver():
     config = {"IPAM": {"Config": [{"Subnet": "10.99.0.0/24", "Gateway": "10.99.0.1"}]}, "Driver": "bridge"}
     assert dns.resolver_ip({"Name": "bridge", **config}) is None, f"the default bridge resolves no names, as Docker's (see {DOCS})"
     assert dns.resolver_ip({"Name": "mynet", **config}) == "10.99.0.1", "a user network's resolver is its gateway"
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the CLI: containers on a user network find each other
+
+def responders() -> set[int]:
+    """This session's DNS responder processes."""
+    marker = f"MINIDOCKER_ROOT={os.environ['MINIDOCKER_ROOT']}".encode()
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"minidocker.network.dns_responder" not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    found.add(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def ask_host(server_ip: str, name: str):
+    """Query the network's resolver from the host (the bridge's address is the host's own):
+    the reply, or None when nothing listens there. A connected UDP socket hears the kernel's
+    "port unreachable" at once (ECONNREFUSED), where an unconnected one would wait for a timeout."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.connect((server_ip, 53))
+        try:
+            s.send(DNSRecord.question(name, "A").pack())
+            return DNSRecord.parse(s.recv(65535))
+        except (ConnectionRefusedError, socket.timeout):
+            return None
+
+
+@pytest.fixture
+def cli(md, upstream):
+    """The CLI, every command pointing the responders at the fake upstream (never a real one)."""
+    env = {"MINIDOCKER_DNS_UPSTREAM": f"127.0.0.1:{upstream.port}"}
+    return lambda *args, **kw: md(*args, env=env, **kw)
+
+
+@pytest.fixture
+def user_network(cli):
+    """A user network: (name, its gateway, where its resolver listens)."""
+    name = f"mdtest-dns-{os.getpid()}"
+    cli("network", "create", name, check=True)
+    net = json.loads(cli("network", "inspect", name, check=True).stdout)[0]
+    yield name, net["IPAM"]["Config"][0]["Gateway"]
+    cli("network", "rm", name)
+
+
+def nslookup(output: str) -> list[str]:
+    """The addresses in busybox nslookup's output (after the server's own lines)."""
+    answers = output.split("\n\n", 1)[1] if "\n\n" in output else ""
+    return [line.split()[-1] for line in answers.splitlines() if line.startswith("Address")]
+
+
+def test_containers_resolve_each_other_by_name_alias_and_short_id(cli, user_network, upstream):
+    net, gateway = user_network
+    web = cli("run", "-d", "--network", net, "--name", "web", "--network-alias", "cache", "busybox", "sleep", "60")
+    assert web.returncode == 0, web.stderr
+    short = web.stdout.strip()[:12]
+    try:
+        ip = json.loads(cli("inspect", "web", check=True).stdout)[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
+        script = "; ".join(f"echo == {n}; nslookup -type=a {n}" for n in ("web", "CACHE", short, "nosuch", OUTSIDE_NAME))
+        out = cli("run", "--rm", "--network", net, "busybox", "sh", "-c", f"cat /etc/resolv.conf; {script}")
+        assert out.returncode == 0, out.stderr
+        assert f"nameserver {gateway}" in out.stdout, (
+            f"a container on a user network names the network's resolver ({gateway}) in /etc/resolv.conf:\n{out.stdout} (see {DOCS})")
+        parts = {p.split("\n", 1)[0]: p for p in out.stdout.split("== ")[1:]}
+        for name in ("web", "CACHE", short):
+            assert nslookup(parts[name]) == [ip], (
+                f"`nslookup {name}` in a container on {net} should find web's address {ip}:\n{parts[name]} (see {DOCS})")
+        assert nslookup(parts["nosuch"]) == [] and "NXDOMAIN" in parts["nosuch"], (
+            f"an unknown name is NXDOMAIN:\n{parts['nosuch']} (see {EXERCISE})")
+        assert nslookup(parts[OUTSIDE_NAME]) == [OUTSIDE_IP] and OUTSIDE_NAME in upstream.asked, (
+            f"{OUTSIDE_NAME} should be forwarded to the upstream ($MINIDOCKER_DNS_UPSTREAM) and answered:\n{parts[OUTSIDE_NAME]} (see {DOCS})")
+        assert [n for n in upstream.asked if n.split(".")[0].lower() in ("web", "cache", short, "nosuch")] == [], (
+            f"the network's own names must never be asked upstream, but it saw {upstream.asked}")
+    finally:
+        cli("rm", "-f", "web")
+    harness.wait_until(lambda: ask_host(gateway, "web") is None and not responders(),
+                       "the responder to stop with the network's last container")
+
+
+def test_responder_lives_while_any_container_does_and_comes_back_after_sigkill(cli, user_network):
+    net, gateway = user_network
+    for name in ("first", "second"):
+        assert cli("run", "-d", "--network", net, "--name", name, "busybox", "sleep", "60").returncode == 0
+    try:
+        assert len(responders()) == 1, f"one responder per network, found {responders()} (see {DOCS})"
+        cli("rm", "-f", "first", check=True)  # the container whose start started the responder
+        harness.wait_until(lambda: (r := ask_host(gateway, "first")) and r.header.rcode == RCODE.NXDOMAIN,
+                           "`first` to be NXDOMAIN once it is removed")
+        assert addresses_in(ask_host(gateway, "second")), f"`second` still runs: its name must still resolve (see {DOCS})"
+        for pid in responders():
+            os.kill(pid, 9)
+        harness.wait_until(lambda: ask_host(gateway, "second") is None, "the killed responder to be gone")
+        cli("ps", check=True)  # the next command repairs what the SIGKILL broke
+        reply = ask_host(gateway, "second")
+        assert reply is not None and addresses_in(reply), (
+            f"after its responder was SIGKILLed, the next command must start it again (see {DOCS})")
+    finally:
+        cli("rm", "-f", "second")
+    harness.wait_until(lambda: not responders(), "the responder to stop with the network's last container")
+
+
+def test_the_default_bridge_resolves_no_names(cli):
+    out = cli("run", "--rm", "--dns-search", "md.invalid", "busybox", "cat", "/etc/resolv.conf")
+    assert out.returncode == 0, out.stderr
+    net = json.loads(cli("network", "inspect", "bridge", check=True).stdout)[0]
+    gateway = net["IPAM"]["Config"][0]["Gateway"]
+    assert f"nameserver {gateway}" not in out.stdout and not responders(), (
+        f"the default bridge has no name resolver, as Docker's (see {DOCS}):\n{out.stdout}")
