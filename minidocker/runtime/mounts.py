@@ -166,15 +166,12 @@ def mount_bind(root: str, entry: dict, source: str, flags: int, propagation: lis
 
 def open_in_root(root_fd: int, destination: str, directory: bool = True) -> int:
     """An O_PATH fd on `destination`, resolved inside the root open as `root_fd`; what is missing
-    is made first (directories, or an empty file as the last part when `directory` is False)."""
-    # --8<-- [start:ex-05-safe-target]
-    # Walk the destination one component at a time. Open each prefix with openat2(root_fd, prefix,
-    # O_PATH, RESOLVE_IN_ROOT): the kernel resolves every symlink as if root_fd were "/", so
-    # nothing leads out. A missing component is made in its parent (opened the same way): mkdirat,
-    # or for the last part of a file's bind an empty file (openat2 with O_CREAT). A component that
-    # is a symlink to a missing path (readlinkat works on it) is followed by hand: its target's
-    # parts replace it, from the root if the target is absolute. Last, return the O_PATH fd of
-    # the whole destination, resolved in the root too.
+    is made first (directories, or an empty file as the last part when `directory` is False).
+
+    The destination is walked one component at a time. Each prefix is opened with openat2(root_fd,
+    prefix, O_PATH, RESOLVE_IN_ROOT): the kernel resolves every symlink as if root_fd were "/", so
+    nothing leads out. A missing component is made in its parent (opened the same way): mkdirat,
+    or an empty file (openat2 with O_CREAT) for the last part of a file's bind."""
     parts = [part for part in destination.split("/") if part not in ("", ".")]
     done, hops = [], 0  # the components walked so far, as written: openat2 resolves them each time
     while parts:
@@ -192,12 +189,22 @@ def open_in_root(root_fd: int, destination: str, directory: bool = True) -> int:
             except OSError:
                 link = None  # not a symlink: simply missing
             if link is not None:
+                # --8<-- [start:ex-05-safe-target]
+                # `part` is a symlink to a path that does not exist yet (the kernel could not
+                # open it), e.g. /data -> /etc/app. Follow it by hand, inside the root: its
+                # target's components take its place in `parts`, and walking restarts from the
+                # container's root (`done` emptied) when the target is absolute. Count the hops:
+                # after 40, fail with ELOOP, as the kernel does.
+                #
+                # Never mkdir the target on the host's path: that is how runc's CVE-2021-30465
+                # (and many before it) escaped.
                 hops += 1
                 if hops > 40:
                     raise OSError(errno.ELOOP, f"too many symlinks in {destination}")
                 parts = [p for p in link.split("/") if p not in ("", ".")] + parts
                 done = [] if link.startswith("/") else done
                 continue
+                # --8<-- [end:ex-05-safe-target]
             if not parts and not directory:
                 os.close(linux.openat2(parent, part, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644,
                                        linux.RESOLVE_BENEATH))
@@ -207,7 +214,6 @@ def open_in_root(root_fd: int, destination: str, directory: bool = True) -> int:
         finally:
             os.close(parent)
     return linux.openat2(root_fd, destination, os.O_PATH, 0, linux.RESOLVE_IN_ROOT)
-    # --8<-- [end:ex-05-safe-target]
 
 
 # The files under /proc that runc lets a bind cover (lxcfs emulates them); anything else there
