@@ -34,6 +34,7 @@ dns_responder.answer().
 """
 
 import contextlib
+import errno
 import fcntl
 import glob
 import json
@@ -43,12 +44,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 from minidocker import store
 from minidocker.errors import MinidockerError
 
 PORT = 53
 RESPONDER = "minidocker.network.dns_responder"
+BIND_PATIENCE = 2.0  # seconds; the responder looks at its records file every second
 
 
 def resolver_ip(net: dict) -> "str | None":
@@ -153,6 +156,8 @@ def reconcile(network_id: str, leaving: "str | None" = None) -> None:
         net = networks.get(network_id)
     except MinidockerError:
         net = None  # removed: nothing may answer for it
+        if not os.path.isdir(_dir(network_id)):
+            return  # and its directory gone with it: do not make it again
     with _locked(network_id) as d:
         members = _members(net, leaving) if net else []
         records = os.path.join(d, "records.json")
@@ -196,8 +201,8 @@ def _start(gateway: str, d: str) -> None:
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart despite TIME_WAIT
-        udp.bind((gateway, PORT))
-        tcp.bind((gateway, PORT))
+        _bind(udp, gateway)
+        _bind(tcp, gateway)
         tcp.listen(16)
         argv = [sys.executable, "-m", RESPONDER, os.path.join(d, "records.json"), str(udp.fileno()), str(tcp.fileno())]
         # Fork twice: the responder must belong to no command or supervisor (it outlives them all:
@@ -224,6 +229,20 @@ def _start(gateway: str, d: str) -> None:
     if os.waitstatus_to_exitcode(status) != 0:
         raise MinidockerError("the network's DNS responder did not start", f"see {d}/responder.log")
 # --8<-- [end:start]
+
+
+def _bind(sock: socket.socket, address: str) -> None:
+    """Bind to address:53, waiting a little while it is taken: a removed network's responder
+    lets its port go within a second of its records file vanishing, and a new network (in this
+    root or another) may get the same subnet, so the same gateway address, at once."""
+    deadline = time.monotonic() + BIND_PATIENCE
+    while True:
+        try:
+            return sock.bind((address, PORT))
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _responder_pid(d: str) -> "int | None":
