@@ -106,6 +106,17 @@ def md():
 
 
 @pytest.fixture(autouse=True)
+def no_bridge_before_chapter_04(request, monkeypatch):
+    """A chapter's suite uses only what it and the chapters before it build. The default bridge is
+    chapter 04's, so the suites before it (and the project's own tests) run the engine as
+    `dockerd --bridge=none` does: a container that names no network gets `none`."""
+    parts = request.path.parts
+    chapter = parts[parts.index("chapters") + 1] if "chapters" in parts[:-1] else None
+    if chapter is None or chapter < "04":
+        monkeypatch.setenv("MINIDOCKER_BRIDGE", "none")
+
+
+@pytest.fixture(autouse=True)
 def leak_check(request):
     """Fail the test that leaves mounts, md* links, netns, cgroups, iptables rules or processes."""
     if os.geteuid() != 0 or "no_leak_check" in request.keywords:
