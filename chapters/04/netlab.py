@@ -107,18 +107,25 @@ def networks(md):
     if ids:
         md("rm", "-f", *ids)
     for name in made:
-        md("network", "rm", name)
+        out = md("network", "rm", name)
+        assert out.returncode == 0, f"cannot remove the test's network {harness.explain(out)}"
 
 
 def server(md, network: str, *flags: str) -> str:
-    """A container on `network` answering "hello" on port 80; its id."""
+    """A container on `network` answering "hello" on port 80, once it answers (the host reaches
+    every network through its bridge, an --internal one too); its id."""
     out = md("run", "-d", "--network", network, *flags, "busybox", "nc", "-ll", "-p", "80", "-e", "echo", "hello")
     assert out.returncode == 0, f"cannot start a server container {harness.explain(out)}"
-    return out.stdout.strip()
+    container = out.stdout.strip()
+    ask(ip_of(md, container), 80)
+    return container
 
 
 def ip_of(md, container: str) -> str:
-    return md("inspect", "-f", "{{.NetworkSettings.IPAddress}}", container).stdout.strip()
+    # Not .NetworkSettings.IPAddress: as in Docker, that is the default bridge's address only.
+    out = md("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container)
+    assert out.stdout.split(), f"inspect shows no address for the container {harness.explain(out)}"
+    return out.stdout.split()[0]
 
 
 def host_port(md, container: str, private: str = "80/tcp") -> int:
@@ -138,9 +145,17 @@ def ask(host: str, port: int, timeout: float = 10) -> str:
     return harness.wait_until(answer, f"an answer on {host}:{port}", timeout=timeout)
 
 
-def from_container(md, network: str, host: str, port: int, wait: int = 2) -> subprocess.CompletedProcess:
-    """`nc` from a new container on `network` to host:port: what it read, and how it ended."""
-    return md("run", "--rm", "--network", network, "busybox", "nc", "-w", str(wait), host, str(port))
+def reach(*probes: tuple[str, str, int]) -> list[str]:
+    """For each (network, host, port), all at once: a new container on the network connects to
+    host:port and gives itself half a second. Returns what each one read, "" for none.
+
+    A dropped SYN gets no answer at all, only a deadline tells; on a bridge a connection takes
+    well under a millisecond, so half a second is plenty for one that is allowed."""
+    script = 'nc "$0" "$1" & sleep 0.5; kill $! 2>/dev/null || wait $!'
+    running = [harness.popen_cli("run", "--rm", "--network", network, "busybox", "sh", "-c", script, host, str(port),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for network, host, port in probes]
+    return [p.communicate(timeout=30)[0] for p in running]
 
 
 def host_address() -> str:

@@ -62,7 +62,10 @@ def test_ephemeral_port_is_held_and_shown(md, networks):
     inspected = json.loads(md("inspect", "-f", "{{json .NetworkSettings.Ports}}", first).stdout)
     assert inspected == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(chosen)}], "443/tcp": None}, \
         f"NetworkSettings.Ports is {inspected} (docs/04-networks.md#published-ports)"
-    assert netlab.ask("127.0.0.1", chosen) == "hello\n"
+    for host in ("127.0.0.1", netlab.host_address()):
+        assert netlab.ask(host, chosen) == "hello\n", \
+            f"the published port {host}:{chosen} did not answer (docs/04-networks.md#published-ports)"
+    assert first[:12] in netlab.rules(), "the DNAT rule should name its container in a comment"
     # The port is held: nobody else may bind it, minidocker or not.
     with socket.socket() as s:
         try:
@@ -78,6 +81,7 @@ def test_ephemeral_port_is_held_and_shown(md, networks):
     assert missing.returncode == 1 and f"No public port '81' published for {first}" in missing.stderr, \
         f"`port CONTAINER 81` with no such binding {harness.explain(missing)}"
     md("rm", "-f", first)
+    assert first[:12] not in netlab.rules(), "the container's DNAT rule outlived it (docs/04-networks.md#the-firewall)"
     with socket.socket() as s:
         s.bind(("0.0.0.0", chosen))  # free again once the container is gone
 
