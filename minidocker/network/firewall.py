@@ -249,17 +249,21 @@ def _owner_tag(container_id: str) -> str:
     return f"minidocker {container_id[:12]} {os.getpid()}/{process_start_time(os.getpid())}"
 
 
-# --8<-- [start:ex-04-dnat]
+# --8<-- [start:dnat-rule]
 def dnat_rule(proto: str, host_ip: str, host_port: int, container_ip: str, container_port: int,
               tag: str) -> list[str]:
-    """The MINIDOCKER rule that publishes one port: packets to HOST_IP:HOST_PORT are rewritten
-    to go to CONTAINER_IP:CONTAINER_PORT. 0.0.0.0 means any address of the host (no -d)."""
+    """The MINIDOCKER rule that publishes one port, as iptables' words: packets for
+    HOST_IP:HOST_PORT are rewritten to go to CONTAINER_IP:CONTAINER_PORT."""
+    # --8<-- [start:ex-04-dnat]
+    # Return iptables' words: -d HOST_IP/32 (none for 0.0.0.0, any address of the host), -p and
+    # -m PROTO --dport HOST_PORT, -m comment --comment TAG, -j DNAT --to-destination IP:PORT.
     rule = [] if host_ip == "0.0.0.0" else ["-d", f"{host_ip}/32"]
-    rule += ["-p", proto, "-m", proto, "--dport", str(host_port)]
-    rule += ["-m", "comment", "--comment", tag]
+    rule += ["-p", proto, "-m", proto, "--dport", str(host_port)]  # -m: the match that knows --dport
+    rule += ["-m", "comment", "--comment", tag]  # who owns it: cleanup_stale() reads it
     rule += ["-j", "DNAT", "--to-destination", f"{container_ip}:{container_port}"]
     return rule
-# --8<-- [end:ex-04-dnat]
+    # --8<-- [end:ex-04-dnat]
+# --8<-- [end:dnat-rule]
 
 
 def endpoint_up(net: dict, container_id: str, ip: str, host_config: dict) -> None:
