@@ -75,3 +75,32 @@ class Progress:
             return
         up = len(self.ids) - self.ids.index(id)
         self.out.write(f"\x1b[{up}A\x1b[2K\r{text}\r\x1b[{up}B")
+
+
+class JSONProgress(Progress):
+    """The same updates as Docker's JSON messages, for the daemon (chapter 07): dockerd does not
+    draw bars, it streams `{"status", "progressDetail", "id"}` objects and the client (the docker
+    CLI, docker-py) draws them. `emit` gets each message as a dict. See docs/07-daemon.md#pull-progress."""
+
+    def __init__(self, emit):
+        super().__init__(out=sys.stderr, tty=False)
+        self.emit = emit
+
+    def line(self, text: str) -> None:
+        self.emit({"status": text})
+
+    def update(self, id: str, status: str, current: int | None = None, total: int | None = None) -> None:
+        self.emit(message(id, status, current, total))
+
+
+def message(id: str, status: str, current: int | None = None, total: int | None = None) -> dict:
+    """One of Docker's JSON progress messages (moby's jsonmessage.JSONMessage)."""
+    # --8<-- [start:ex-07-progress]
+    # Without a byte count, the detail is empty: {"status": "Pull complete", "progressDetail": {}, "id": …}.
+    # With one, the client draws the bar from progressDetail; "progress" is the bar already drawn,
+    # for old clients that print it as it is.
+    if current is None:
+        return {"status": status, "progressDetail": {}, "id": id}
+    detail = {"current": current, "total": total} if total else {"current": current}
+    return {"status": status, "progressDetail": detail, "progress": bar(current, total or 0), "id": id}
+    # --8<-- [end:ex-07-progress]

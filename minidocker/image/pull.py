@@ -226,14 +226,17 @@ def _raise_first_error(futures) -> None:
 
 # -- pull ---------------------------------------------------------------------------------------
 
-def pull(text: str, platform: str | None = None, quiet: bool = False, out=None) -> Image:
+def pull(text: str, platform: str | None = None, quiet: bool = False, out=None,
+         progress: Progress | None = None, credentials: tuple[str, str] | None = None) -> Image:
+    """`progress`: where updates go (the daemon's JSON messages); `credentials`: the client's
+    (the daemon gets them in X-Registry-Auth) instead of those `login` stored."""
     registry = None
     try:
         ref = reference.normalize(text)
         want = parse_platform(platform) if platform else host_platform()
         layout = Layout()
-        registry = Registry(ref.domain)
-        return _pull(ref, want, layout, registry, Progress(out, quiet))
+        registry = Registry(ref.domain, credentials)
+        return _pull(ref, want, layout, registry, progress or Progress(out, quiet))
     except RegistryError as e:
         raise _explain(e, ref) from None
     except MinidockerError as e:

@@ -75,8 +75,10 @@ class Uploader:
                 yield chunk
 
 
-def push(text: str, quiet: bool = False, out=None) -> str:
-    """Push the image named `text`; returns the manifest's digest."""
+def push(text: str, quiet: bool = False, out=None, progress: Progress | None = None,
+         credentials: tuple[str, str] | None = None) -> str:
+    """Push the image named `text`; returns the manifest's digest. `progress` and `credentials`
+    as pull's."""
     ref = reference.normalize(text)
     if ref.digest:
         raise MinidockerError(f"cannot push a digest reference: {text}", "push NAME[:TAG]", exit_code=EXIT_PULL)
@@ -86,8 +88,8 @@ def push(text: str, quiet: bool = False, out=None) -> str:
     except MinidockerError:
         raise MinidockerError(f"An image does not exist locally with the tag: {ref.familiar_name}",
                               f"tag one first: minidocker tag IMAGE {ref.familiar()}", exit_code=EXIT_PULL) from None
-    progress = Progress(out, quiet)
-    registry = Registry(ref.domain)
+    progress = progress or Progress(out, quiet)
+    registry = Registry(ref.domain, credentials)
     # Other repositories of the same registry this image has a name in: its blobs are there.
     mount_from = sorted({reference.normalize(n).path for n in image.names
                          if reference.normalize(n).domain == ref.domain} - {ref.path})
