@@ -36,13 +36,7 @@ dns_responder.answer().
 import contextlib
 import errno
 import fcntl
-import glob
-import json
 import os
-import select
-import signal
-import socket
-import subprocess
 import sys
 import time
 
@@ -82,13 +76,14 @@ def container_stopped(net: dict, container_id: str) -> None:
 
 def cleanup_stale() -> None:
     """Repair after a SIGKILL: a network whose responder should run but does not is reconciled
-    (the responder started again if its containers still run). Cheap when all is well: one glob,
+    (the responder started again if its containers still run). Cheap when all is well: a listdir,
     and a look at /proc per running responder. (Containers that died are the engine's sweep's:
     it calls container_stopped for each.)"""
-    for records in glob.glob(os.path.join(store.root(), "networks", "*", "dns", "records.json")):
-        d = os.path.dirname(records)
-        if _responder_pid(d) is None:
-            reconcile(os.path.basename(os.path.dirname(d)))
+    base = os.path.join(store.root(), "networks")
+    for network_id in os.listdir(base) if os.path.isdir(base) else ():
+        d = _dir(network_id)
+        if os.path.exists(os.path.join(d, "records.json")) and _responder_pid(d) is None:
+            reconcile(network_id)
 
 
 # --8<-- [start:names]
@@ -197,6 +192,8 @@ def _start(gateway: str, d: str) -> None:
     """Bind the sockets here, then hand them to a new responder process (as systemd's socket
     activation does): a bind error is reported by the command that caused it, and a query sent
     before the responder is ready waits in the socket's queue instead of being refused."""
+    import socket  # here, not at the top: every command's stale sweep imports this module
+    import subprocess
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -231,7 +228,7 @@ def _start(gateway: str, d: str) -> None:
 # --8<-- [end:start]
 
 
-def _bind(sock: socket.socket, address: str) -> None:
+def _bind(sock, address: str) -> None:
     """Bind to address:53, waiting a little while it is taken: a removed network's responder
     lets its port go within a second of its records file vanishing, and a new network (in this
     root or another) may get the same subnet, so the same gateway address, at once."""
@@ -269,6 +266,9 @@ def _stop(d: str) -> None:
             os.unlink(os.path.join(d, name))
     if pid is None:
         return
+    import select
+    import signal
+
     # Without its records file the responder exits by itself within a second; a signal is faster.
     # A pidfd names the process itself, not its number, which a new process may take once ours
     # has gone; it becomes readable when the process exits (its sockets closed by then).

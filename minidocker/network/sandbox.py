@@ -145,6 +145,10 @@ def sweep(containers: list) -> None:
         from minidocker.network import endpoints
 
         endpoints.sweep(supervised)
+    else:  # a SIGKILLed DNS responder leaves no stale namespace behind: look for it every time
+        from minidocker.network import dns
+
+        dns.cleanup_stale()
 
 
 def settings(c) -> dict:
