@@ -202,7 +202,7 @@ def test_stats_without_no_stream_redraws_until_interrupted(md, rootfs):
 
 @pytest.mark.parametrize("argv, chapter", [
     (["build", "."], "06"),
-    (["network", "ls"], "04"), (["daemon"], "07"),
+    (["network", "ls"], "04"),
     (["run", "-v", "/a:/b", "--rootfs", "/md-nowhere", "--", "true"], "05"),
     (["run", "-p", "8080:80", "--rootfs", "/md-nowhere", "--", "true"], "04"),
     (["create", "--network", "host", "--rootfs", "/md-nowhere", "--", "true"], "04"),

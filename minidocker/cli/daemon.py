@@ -1,0 +1,27 @@
+"""`minidocker daemon`: serve the Docker Engine API in the foreground, as dockerd does."""
+
+import os
+import signal
+
+
+def cmd_daemon(args) -> int:
+    from minidocker import store
+    from minidocker.daemon import server
+
+    store.require_root()
+    hosts = args.host or [f"unix://{server.DEFAULT_SOCKET}"]
+    # SIGTERM (systemctl stop) ends the daemon as Ctrl-C does; the containers keep running.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        server.serve(hosts, debug=args.debug or bool(os.environ.get("MINIDOCKER_DEBUG")))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def add_commands(sub, words=()) -> None:
+    p = sub.add_parser("daemon", help="serve the Docker Engine API (the docker CLI can then drive minidocker)")
+    p.add_argument("-H", "--host", action="append", metavar="HOST",
+                   help="where to listen: unix:///run/minidocker.sock (default) or tcp://127.0.0.1:PORT; repeatable")
+    p.add_argument("-D", "--debug", action="store_true", help="log every request to stderr")
+    p.set_defaults(func=cmd_daemon)
