@@ -326,6 +326,8 @@ def _create_flags(p) -> None:
     p.add_argument("--pids-limit", help="the most processes the container may have (-1: no limit)")
     p.add_argument("--cpus", help="CPU time, in CPUs, e.g. 0.5")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("--restart", default="no", metavar="POLICY",
+                   help="no, on-failure[:N], always or unless-stopped: what a daemon does when it exits")
     # Docker's flags that later chapters bring: each answers which chapter, in one line.
     p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]CONTAINERPORT[/PROTO]",
                    help="publish a container's port on the host (no HOSTPORT, or 0: any free one)")

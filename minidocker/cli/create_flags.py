@@ -110,6 +110,11 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
                    "PidsLimit": parse_int64(args.pids_limit, "--pids-limit") if args.pids_limit is not None else 0}
     if args.init:
         host_config["Init"] = True  # the docker CLI sends Init only when it is asked for
+    from minidocker.container import restart  # chapter 07: who starts it again when it exits
+
+    host_config["RestartPolicy"] = restart.parse_flag(args.restart)
+    if args.rm and host_config["RestartPolicy"]["Name"] not in ("", "no"):
+        raise MinidockerError("conflicting options: cannot specify both --restart and --rm", "choose one")
     exposed, host_config["PortBindings"] = parse_publish(args.publish)  # chapter 04: network/ports.py
     exposed.update(parse_expose(args.expose))
     host_config["PublishAllPorts"] = args.publish_all

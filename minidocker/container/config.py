@@ -148,6 +148,9 @@ def check_settings(config: dict, host_config: dict) -> None:
         # Docker passes it on, and the kernel's EINVAL comes back from the runtime at start.
         raise MinidockerError(f"invalid pids limit {host_config['PidsLimit']}",
                               f"the kernel counts at most {PID_MAX_LIMIT} processes; -1 means no limit")
+    from minidocker.container import restart
+
+    restart.validate(host_config)  # chapter 07: --restart
     nano_cpus, cores = host_config.get("NanoCpus") or 0, os.cpu_count() or 1
     # The kernel refuses a CFS quota under 1 ms per 100 ms period: 0.01 CPU is the floor.
     if nano_cpus and not 10**7 <= nano_cpus <= cores * 10**9:

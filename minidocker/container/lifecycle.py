@@ -21,7 +21,7 @@ import select
 import signal
 
 from minidocker import runtime, store
-from minidocker.container import config as checks, records, spec as specs, supervisor
+from minidocker.container import config as checks, records, restart, spec as specs, supervisor
 from minidocker.errors import MinidockerError
 from minidocker.volume import mounts as volume_mounts
 from minidocker.network import sandbox
@@ -101,7 +101,7 @@ def create(config: dict, host_config: dict, name: str | None = None) -> dict:
               # Docker's ContainerJSON: "Image" is the image's ID, Config.Image the name as typed.
               "Image": image.id if image else "",
               "Config": {**config, "Hostname": config.get("Hostname") or ""},
-              "HostConfig": dict(host_config), "NetworkingConfig": networking}
+              "HostConfig": dict(host_config), "NetworkingConfig": networking, "RestartCount": 0}
 
     def spec_for(container_dir: str, record: dict) -> dict:
         cid = os.path.basename(container_dir)
@@ -129,6 +129,7 @@ def start(ref: str, attach: supervisor.Attach | None = None) -> int | None:
         raise MinidockerError("cannot start a paused container, try unpause instead", f"minidocker unpause {ref}")
     if c.state["Running"]:
         return None
+    restart.started_by_user(c)  # chapter 07: a restart policy counts again from here
     if attach is None:
         supervisor.start_detached(c)
         return None
@@ -179,6 +180,7 @@ def stop(ref: str, timeout: float = 10) -> None:
     c = find(ref)
     if not c.state["Running"]:
         return
+    restart.stopped_by_user(c)  # before the signal: the daemon's monitor must not restart it
     _signal(c, signal.SIGTERM)
     if not _wait_exit(c, timeout):
         _signal(c, signal.SIGKILL)
@@ -206,7 +208,10 @@ def parse_signal(text: str | int) -> int:
 
 def kill(ref: str, sig: str | int = "KILL") -> None:
     number = parse_signal(sig)  # checked before the container is looked up, as Docker does
-    _signal(find(ref), number)
+    c = find(ref)
+    if c.state["Running"]:
+        restart.stopped_by_user(c)
+    _signal(c, number)
 
 
 def wait(ref: str) -> dict:
