@@ -78,14 +78,13 @@ PLUGINS = {
     "minidocker.cli.volume": ("volume",),  # volumes (chapter 05)
     "minidocker.cli.network": ("network",),  # networks (chapter 04)
     "minidocker.cli.build": ("build",),  # build (chapter 06)
-    "minidocker.cli.daemon": ("daemon",),  # the Engine API server (chapter 07)
 }
 
 
 # Docker's commands that later chapters bring. Until a plugin serves one, it answers in one line
 # which chapter to read (and so do the flags of later chapters, -v, -p, --network: cli/container.py).
 # --8<-- [start:later]
-LATER = {"build": "06"}
+LATER = {"daemon": "07"}
 UNTIL_THEN = {"03": "images; until then a container runs from a directory: run --rootfs DIR -- CMD",
               "04": "networks; until then a container has only its own loopback, Docker's --network none",
               "05": "volumes; until then a container sees only its image's files (or its --rootfs)",
