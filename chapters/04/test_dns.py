@@ -189,6 +189,14 @@ def responder(tmp_path, upstream):
     tcp.close()
 
 
+def replace(records, data):
+    """Write the records as dns.py does: a new file renamed over the old (the responder may be
+    reading it right now; it must see the old file or the new one, never half of one)."""
+    tmp = records.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(records)
+
+
 def stop(records, server, thread):
     if records.exists():
         records.unlink()
@@ -219,9 +227,7 @@ def test_responder_rereads_its_records_and_stops_without_them(responder):
     server, records = responder.server, responder.records
     data = json.loads(records.read_text())
     data["names"]["cache"] = ["10.9.0.4"]
-    tmp = records.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(records)  # as dns.py writes it: a new file renamed over the old
+    replace(records, data)
     assert addresses_in(query(server, "cache")) == ["10.9.0.4"], f"a name added to the records must resolve at once (see {DOCS})"
     stop(records, server, responder.thread)
     assert not responder.thread.is_alive(), "without its records file (no container left) the responder must end"
@@ -231,7 +237,7 @@ def test_internal_network_refuses_outside_names(responder, upstream):
     server, records = responder.server, responder.records
     data = json.loads(records.read_text())
     data["upstreams"] = []
-    records.write_text(json.dumps(data))
+    replace(records, data)
     reply = query(server, OUTSIDE_NAME)
     assert reply.header.rcode == RCODE.REFUSED and upstream.asked == [], (
         f"with no upstream (an --internal network) an outside name is REFUSED, never forwarded, got {reply}")

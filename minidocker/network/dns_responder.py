@@ -77,11 +77,16 @@ class Records:
             return False
         stamp = (st.st_ino, st.st_mtime_ns)  # an atomic rewrite is a new inode
         if stamp != self.stamp:
-            with open(self.path) as f:
-                data = json.load(f)
-            self.names = data["names"]
-            self.upstreams = [(host, int(port)) for host, port in data["upstreams"]]
-            self.stamp = stamp
+            try:
+                with open(self.path) as f:
+                    data = json.load(f)
+                names, upstreams = data["names"], [(host, int(port)) for host, port in data["upstreams"]]
+            except FileNotFoundError:
+                return False
+            except (OSError, ValueError, KeyError, TypeError) as e:  # dns.py renames whole files: not ours
+                print(f"dns_responder: {self.path}: {e}; the old names stay", file=sys.stderr, flush=True)
+                return True
+            self.names, self.upstreams, self.stamp = names, upstreams, stamp
         return True
 
 
