@@ -38,7 +38,6 @@ when the supervisor died by SIGKILL, cleanup_stale() finds the rule's owner gone
 A network's rules name its bridge: once the bridge is gone, they are stale too.
 """
 
-import contextlib
 import fcntl
 import os
 import re
@@ -75,7 +74,7 @@ class Ruleset:
 
     Read once (`iptables-save`), changed here, written once (`iptables-restore --noflush`, which
     the kernel applies as one transaction: all of it or none). ~5 ms in all, where one
-    `iptables` command per rule cost ~10 ms each. Use it under `locked()`: our
+    `iptables` command per rule cost ~10 ms each. Use it through change(): our
     check-then-change must not interleave with another minidocker command's."""
 
     def __init__(self):
@@ -156,15 +155,23 @@ class Ruleset:
         self.lines = {"nat": [], "filter": []}
 
 
-@contextlib.contextmanager
-def changing():
-    """A Ruleset to change, under the host-wide lock, written when the block ends without error."""
+def change(edit) -> None:
+    """Read the tables, let `edit(rules)` decide what to change, write it: under the host-wide
+    lock. Only minidocker takes our lock; if some other program (a test's leak check, an admin)
+    changed the tables between our read and our write, the transaction fails as a whole and is
+    simply tried again on what is there now."""
     os.makedirs(os.path.dirname(LOCK), exist_ok=True)
     with open(LOCK, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        rules = Ruleset()
-        yield rules
-        rules.commit()
+        for attempt in range(3):
+            rules = Ruleset()
+            edit(rules)
+            try:
+                rules.commit()
+                return
+            except MinidockerError:
+                if attempt == 2:
+                    raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,10 +222,11 @@ def network_created(net: dict) -> None:
     """A network (NetworkResource dict) and its bridge were just made: add its rules."""
     from minidocker.network import networks
 
-    with changing() as rules:
+    def edit(rules: Ruleset) -> None:
         rules.ensure_chains()
         for table, chain, rule, first in network_rules(net):
             rules.add(table, chain, rule, first)
+    change(edit)
     if not net.get("Internal"):
         _sysctl(f"conf/{networks.bridge_name(net)}/route_localnet", "1")
         with open("/proc/sys/net/ipv4/ip_forward") as f:
@@ -232,10 +240,11 @@ def network_removed(net: dict) -> None:
     from minidocker.network import networks
 
     _sysctl(f"conf/{networks.bridge_name(net)}/route_localnet", "0")
-    with changing() as rules:
+    def edit(rules: Ruleset) -> None:
         for table, chain, rule, _ in network_rules(net):
             rules.delete(table, chain, rule)
         rules.remove_chains_if_unused()
+    change(edit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,10 +305,11 @@ def endpoint_up(net: dict, container_id: str, ip: str, host_config: dict) -> Non
             rules.append(dnat_rule(proto, host_ip, chosen, ip, int(number), tag))
             shown.setdefault(port, None)
             shown[port] = (shown[port] or []) + [{"HostIp": host_ip, "HostPort": str(chosen)}]
-        with changing() as ruleset:
+        def edit(ruleset: Ruleset) -> None:
             ruleset.ensure_chains()
             for rule in rules:
                 ruleset.add("nat", DNAT_CHAIN, rule)
+        change(edit)
         published.save(container_id, shown)
     except BaseException:
         for sock in sockets:
@@ -310,12 +320,13 @@ def endpoint_up(net: dict, container_id: str, ip: str, host_config: dict) -> Non
 
 
 def _remove_container_rules(container_id: str, ip: str | None = None) -> None:
-    with changing() as rules:
+    def edit(rules: Ruleset) -> None:
         for rule in rules.of("nat", DNAT_CHAIN):
             tag = _tag_of(rule)
             if tag and tag[0] == container_id[:12] and (ip is None or _destination(rule) == ip):
                 rules.delete("nat", DNAT_CHAIN, rule)
         rules.remove_chains_if_unused()
+    change(edit)
 
 
 def _tag_of(rule: list[str]) -> list[str] | None:
@@ -364,7 +375,7 @@ def cleanup_stale() -> None:
     """Remove the rules whose owner is gone: a container's, when its supervisor died (SIGKILL);
     a network's, when its bridge no longer exists. One iptables-save when there is nothing to do."""
     links = set(os.listdir("/sys/class/net"))
-    with changing() as rules:
+    def edit(rules: Ruleset) -> None:
         for rule in rules.of("nat", DNAT_CHAIN):
             tag = _tag_of(rule)
             if tag and not _alive(tag[1]):
@@ -375,3 +386,4 @@ def cleanup_stale() -> None:
                     if any(b not in links for b in _bridges_named(rule)):
                         rules.delete(table, chain, rule)
         rules.remove_chains_if_unused()
+    change(edit)
