@@ -44,6 +44,10 @@ def pytest_configure(config):
     # The runtime's state (runc keeps it in /run/runc) goes under the session's root too.
     os.environ["MINIDOCKER_RUNTIME_ROOT"] = os.path.join(root, "run")
     os.environ["MINIDOCKER_CGROUP_PARENT"] = f"minidocker/test-{os.getpid()}"
+    # A network's name responder forwards the names it does not know to the host's resolvers.
+    # No test may send a query out there: unless a test names its own fake upstream, the
+    # forwards go to a closed port on loopback and fail at once.
+    os.environ.setdefault("MINIDOCKER_DNS_UPSTREAM", "127.0.0.1:9")
     config._minidocker_root = root
 
 
