@@ -69,9 +69,11 @@ class Pattern:
             raise MinidockerError('illegal exclusion pattern: "!"', HINT)
         self.kind, self.regex = _compile(self.text)
 
-    # --8<-- [start:ex-06-match]
     def matches(self, path: str) -> bool:
         """Does the pattern match the cleaned, /-separated `path`?"""
+        # --8<-- [start:ex-06-match]
+        # Compare as patternmatcher does, by the pattern's kind: EXACT the same string, PREFIX
+        # what starts with "dir/", SUFFIX what ends with "/name" (or is "name"), REGEX the regex.
         if self.kind == EXACT:
             return path == self.text
         if self.kind == PREFIX:  # "dir/**": everything below dir/
@@ -80,7 +82,7 @@ class Pattern:
             suffix = self.text[2:]
             return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
         return self.regex.match(path) is not None
-    # --8<-- [end:ex-06-match]
+        # --8<-- [end:ex-06-match]
 
 
 def _compile(pattern: str) -> tuple[str, "re.Pattern | None"]:
