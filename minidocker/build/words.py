@@ -198,6 +198,8 @@ class _Lexer:
             raise self.fail("syntax error: bad substitution")
         name = self.name()
         op = self.next()
+        if not op:
+            raise self.fail("syntax error: missing '}'")
         if op == "}":
             return self.env.get(name, "")
         colon = op == ":"  # with the colon, an empty value counts as unset
