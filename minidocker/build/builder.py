@@ -187,7 +187,7 @@ class Builder:
         from minidocker.build import dockerfile
 
         text = "\n".join(f'LABEL "{k}"="{v}"' for k, v in self.extra_labels)
-        return dockerfile.parse(text).instructions if text else []
+        return dockerfile.parse("FROM scratch\n" + text).instructions[1:] if text else []
 
     def dispatch(self, state: Stage, instruction) -> None:
         keyword, state.line = instruction.keyword, instruction.line
@@ -241,7 +241,8 @@ class Builder:
 
         self.out.line(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
         for trigger in triggers:
-            instructions = dockerfile.parse(trigger, "ONBUILD").instructions
+            # Parsed as the one instruction of a stage (the parser wants a FROM before it).
+            instructions = dockerfile.parse("FROM scratch\n" + trigger, "ONBUILD").instructions[1:]
             if len(instructions) != 1:
                 raise MinidockerError("onbuild trigger should be a single expression", DOCS)
             self.dispatch(state, instructions[0])
