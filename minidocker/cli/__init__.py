@@ -78,13 +78,14 @@ PLUGINS = {
     "minidocker.cli.volume": ("volume",),  # volumes (chapter 05)
     "minidocker.cli.network": ("network",),  # networks (chapter 04)
     "minidocker.cli.build": ("build",),  # build (chapter 06)
+    "minidocker.cli.daemon": ("daemon",),  # the Engine API server (chapter 07)
 }
 
 
 # Docker's commands that later chapters bring. Until a plugin serves one, it answers in one line
 # which chapter to read (and so do the flags of later chapters, -v, -p, --network: cli/container.py).
 # --8<-- [start:later]
-LATER = {"daemon": "07"}
+LATER = {}
 UNTIL_THEN = {"03": "images; until then a container runs from a directory: run --rootfs DIR -- CMD",
               "04": "networks; until then a container has only its own loopback, Docker's --network none",
               "05": "volumes; until then a container sees only its image's files (or its --rootfs)",
@@ -107,6 +108,8 @@ def build_parser(*words: str) -> Parser:
     parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
     parser.add_argument("--trace", action="store_true",
                         help="print every syscall made through minidocker/linux.py, as it happens")
+    parser.add_argument("-H", "--host", dest="daemon_host", metavar="HOST",
+                        help="be a client of the daemon at unix:///PATH or tcp://127.0.0.1:PORT (or $MINIDOCKER_HOST)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.add_parser("version", help="show the version").set_defaults(func=cmd_version)
     sub.add_parser("doctor", help="check that this machine can run containers").set_defaults(func=cmd_doctor)
@@ -137,7 +140,7 @@ def build_parser(*words: str) -> Parser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        words = [a for a in argv if not a.startswith("-")]
+        words = [a for i, a in enumerate(argv) if not a.startswith("-") and argv[i - 1:i] not in (["-H"], ["--host"])]
         parser = build_parser(*words)
         try:
             args = parser.parse_args(argv)
@@ -153,6 +156,12 @@ def main(argv=None) -> int:
             linux.enable_trace()
         if args.version:
             return cmd_version(args)
+        # -H: the engine is a daemon's, over HTTP (chapter 07); without, it is this process.
+        host = args.daemon_host or os.environ.get("MINIDOCKER_HOST")
+        if host and args.command != "daemon":
+            from minidocker.daemon import client
+
+            client.use_daemon(host, args.command)
         if not getattr(args, "func", None):
             parser.print_help()
             return 0
