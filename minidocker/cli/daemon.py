@@ -12,6 +12,9 @@ def cmd_daemon(args) -> int:
     hosts = args.host or [f"unix://{server.DEFAULT_SOCKET}"]
     # SIGTERM (systemctl stop) ends the daemon as Ctrl-C does; the containers keep running.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from minidocker.daemon import monitor
+
+    monitor.start()  # live restore: find the containers, restart what policies ask, then watch them
     try:
         server.serve(hosts, debug=args.debug or bool(os.environ.get("MINIDOCKER_DEBUG")))
     except KeyboardInterrupt:
