@@ -59,3 +59,20 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   fi
   touch .venv/.installed
 fi
+
+# --- the daemon as a service (chapter 07), only where systemd is the running init (the lab VM) ---
+# As Debian's docker.io package does: a `minidocker` group whose members may use the socket, and
+# a unit that starts `minidocker daemon` at boot (contrib/systemd/minidocker.service).
+if [ -d /run/systemd/system ]; then
+  getent group minidocker >/dev/null || groupadd --system minidocker
+  unit=/etc/systemd/system/minidocker.service
+  sed "s|@REPO@|$PWD|g" contrib/systemd/minidocker.service >"$unit.new"
+  if ! cmp -s "$unit.new" "$unit"; then
+    mv "$unit.new" "$unit"
+    systemctl daemon-reload
+    systemctl enable minidocker.service >/dev/null 2>&1
+    systemctl restart minidocker.service || echo "setup: minidocker.service did not start: journalctl -u minidocker" >&2
+  else
+    rm "$unit.new"
+  fi
+fi
