@@ -74,6 +74,14 @@ def container_stopped(net: dict, container_id: str) -> None:
         reconcile(net["Id"], leaving=container_id)
 
 
+def network_removed(net: dict) -> None:
+    """A network is being removed: its responder stops now, and is waited for, so that nothing
+    outlives `network rm` and the gateway's port 53 is free for a network that reuses the subnet."""
+    if os.path.isdir(_dir(net["Id"])):
+        with _locked(net["Id"]) as d:
+            _stop(d)
+
+
 def cleanup_stale() -> None:
     """Repair after a SIGKILL: a network whose responder should run but does not is reconciled
     (the responder started again if its containers still run). Cheap when all is well: a listdir,

@@ -122,8 +122,6 @@ def detach(container_id: str, record: dict, net: dict) -> None:
             ipam.release(directory, container_id)
         return
     ip = endpoint["IPv4Address"].split("/")[0]
-    if net["Name"] != "bridge":
-        dns.container_stopped(net, container_id)
     firewall.endpoint_down(net, container_id, ip, record.get("HostConfig", {}))
     with store.lock(directory):
         host_netlink().delete_link(endpoint["Veth"])  # both ends go
@@ -137,6 +135,10 @@ def detach(container_id: str, record: dict, net: dict) -> None:
             # (Its price: deleting a link waits ~25 ms for the kernel's RCU grace period.)
             firewall.network_removed(net)
             host_netlink().delete_link(networks.bridge_name(net))
+    if net["Name"] != "bridge":
+        # After the endpoint is gone from endpoints.json, not before: two containers stopping at
+        # once would each still see the other, and neither would stop the responder.
+        dns.container_stopped(net, container_id)
 
 
 def teardown(container_id: str, record: dict | None = None) -> None:

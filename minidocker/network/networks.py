@@ -209,8 +209,9 @@ def create(name: str, driver: str = "bridge", subnet: str | None = None, gateway
 
 
 def _destroy(net: dict) -> None:
-    from minidocker.network import endpoints, firewall
+    from minidocker.network import dns, endpoints, firewall
 
+    dns.network_removed(net)
     firewall.network_removed(net)
     endpoints.host_netlink().delete_link(bridge_name(net))
     import shutil
