@@ -79,13 +79,15 @@ def network_settings(c: records.Container) -> dict:
 
 def list_containers(all: bool = False) -> list[dict]:
     """GET /containers/json[?all=1]: the running containers (or all), newest first."""
+    from minidocker.network import ports
+
     shown = [c for c in all_containers() if all or c.state["Running"]]
     shown.sort(key=lambda c: c.record["Created"], reverse=True)
     return [{"Id": c.id, "Names": [f"/{c.name}"], "Image": c.record["Config"]["Image"],
              "Command": " ".join(c.record["Config"]["Cmd"] or []),
              "Created": int(datetime.strptime(c.record["Created"][:19], "%Y-%m-%dT%H:%M:%S")
                             .replace(tzinfo=timezone.utc).timestamp()),
-             "State": c.state["Status"], "Status": status_line(c), "Ports": [], "Labels": {}, "Mounts": [],
+             "State": c.state["Status"], "Status": status_line(c), "Ports": ports.summary(c), "Labels": {}, "Mounts": [],
              "NetworkSettings": {"Networks": network_settings(c)["Networks"]}} for c in shown]
 
 
