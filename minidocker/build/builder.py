@@ -308,6 +308,7 @@ class Builder:
 
     # -- RUN -----------------------------------------------------------------------------------
 
+    # --8<-- [start:run-step]
     def _run(self, state: Stage, instruction) -> None:
         if instruction.flags:
             flag = next(iter(instruction.flags)).lstrip("-")
@@ -334,6 +335,7 @@ class Builder:
             self._commit(state, key_config, " ".join(saved), upperdir=c.upperdir)
         finally:
             self._remove(container)
+    # --8<-- [end:run-step]
 
     def _run_container(self, state: Stage, command: list[str], args: dict[str, str]) -> str:
         """Create and run the step's container to its end, its output streamed; returns its ID. A
