@@ -14,4 +14,10 @@ modules, in the order docs/06-build.md builds them:
 - `dockerignore.py`: the .dockerignore rules (`*`, `**`, `!` exceptions, the last match wins);
 - `context.py`: the context as the client sends it (a tar, filtered) and as the engine unpacks
   it (refusing any entry that would land outside).
+- `builder.py`: the classic builder: stages, one image per step, RUN in a container committed as
+  chapter 03 commits, Docker's output (the engine function of POST /build);
+- `steps.py`: the metadata steps (ENV, CMD, LABEL...): config changes and Docker's history words;
+- `layer.py`: COPY, ADD and WORKDIR as layers written straight from files, no container;
+- `args.py`: ARG and --build-arg, with Docker's scopes;
+- `cache.py`: the cache key (parent + step) and the index that finds a step's image again.
 """

@@ -24,6 +24,18 @@ def human_size(size: float) -> str:
     return f"{size:.4g}{units[i]}"
 
 
+def _go_tar_size(tar) -> int:
+    """The context's size as the docker CLI counts it. Go's archive/tar ends a tar with two zero
+    blocks; Python's tarfile then pads it to a 10240-byte record, which Go does not (so an almost
+    empty context is "2.048kB" there, 10.24kB here). The size counts up to the two zero blocks."""
+    end = tar.tell()
+    tail_start = max(0, end - 10240 - 1024)
+    tar.seek(tail_start)
+    tail = tar.read()
+    last = max((i for i in range(0, len(tail), 512) if tail[i:i + 512].strip(b"\0")), default=None)
+    return end if last is None else tail_start + last + 512 + 1024
+
+
 def _key_values(items: list[str], flag: str, from_env: bool) -> dict:
     """--build-arg K=V (K alone: its value from our environment, as the docker CLI; unset: no
     value at all), --label k=v."""
@@ -58,7 +70,7 @@ def cmd_build(args) -> int:
         else:
             dockerfile = None if args.file in (None, "-") else os.path.abspath(args.file)
             name = context.pack(args.context, dockerfile, tar, dockerfile=dockerfile_text)
-        size = tar.tell()
+        size = _go_tar_size(tar)
         tar.seek(0)
         out = sys.stdout.buffer
         if not args.quiet:
