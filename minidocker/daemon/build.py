@@ -58,6 +58,7 @@ def build(req: Request) -> StreamResponse:
     shutil.copyfileobj(req.body, context)
     context.seek(0)
 
+    # --8<-- [start:build-relay]
     def work(emit) -> None:
         with context:
             child = subprocess.Popen([sys.executable, "-m", "minidocker.daemon.build", json.dumps(options)],
@@ -72,6 +73,7 @@ def build(req: Request) -> StreamResponse:
             child.wait()
 
     return streamed(work, hold=0)
+    # --8<-- [end:build-relay]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ def not_found(error: MinidockerError) -> ApiError:
     return ApiError(404, str(error))
 
 
+# --8<-- [start:registry-auth]
 def registry_auth(req: Request) -> tuple[str, str]:
     """X-Registry-Auth: base64url of {"username", "password", "serveraddress"}, which the client
     read from its own config (the docker CLI's ~/.docker/config.json). A daemon serves many users:
@@ -70,6 +71,7 @@ def registry_auth(req: Request) -> tuple[str, str]:
     if not isinstance(config, dict) or not config.get("username"):
         return ()  # "{}" (anonymous), or an identity token, which our registry client does not speak
     return str(config["username"]), str(config.get("password", ""))
+# --8<-- [end:registry-auth]
 
 
 def error_message(error: BaseException) -> dict:
@@ -91,6 +93,7 @@ class _ClientGone(Exception):
     as dockerd cancels it when `docker pull` is interrupted)."""
 
 
+# --8<-- [start:streamed]
 def streamed(work, content_type: str = "application/json", on_error=lambda e: json_line(error_message(e)),
              hold: int = 1) -> StreamResponse:
     """Run `work(emit)` in a thread; each `emit(bytes)` becomes one chunk of the answer.
@@ -147,6 +150,7 @@ def streamed(work, content_type: str = "application/json", on_error=lambda e: js
             gone.set()  # ended, or the client went away: a worker still running stops
 
     return StreamResponse(200, answer(), content_type)
+# --8<-- [end:streamed]
 
 
 class _Chunks:
@@ -202,6 +206,7 @@ def pull_name(from_image: str, tag: str) -> str:
     return f"{from_image}{'@' if ':' in tag else ':'}{tag}"
 
 
+# --8<-- [start:pull]
 @route("POST", "/images/create")
 def create_image(req: Request) -> StreamResponse:
     from minidocker.image import pull, progress
@@ -219,6 +224,7 @@ def create_image(req: Request) -> StreamResponse:
                   progress=progress.JSONProgress(lambda message: emit(json_line(message))))
 
     return streamed(work)
+# --8<-- [end:pull]
 
 
 @route("POST", "/images/{name:.*}/push")
