@@ -111,7 +111,8 @@ def build(context_tar, options: dict, out) -> str:
                 text = f.read()
         except (FileNotFoundError, IsADirectoryError):
             raise MinidockerError(f"Cannot locate specified Dockerfile: {name}", "give its path with -f") from None
-        parsed = dockerfile.parse(text, posixpath.basename(name))
+        shown = posixpath.basename(name)  # in errors: "Dockerfile:3: ..."; -f -'s random name is "Dockerfile" too
+        parsed = dockerfile.parse(text, "Dockerfile" if shown.startswith(".dockerfile.") else shown)
         builder = Builder(work, parsed, options, Output(out, bool(options.get("q"))))
         image_id = builder.run()
     finally:

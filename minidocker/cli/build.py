@@ -69,6 +69,9 @@ def cmd_build(args) -> int:
             name = args.file or "Dockerfile"
         else:
             dockerfile = None if args.file in (None, "-") else os.path.abspath(args.file)
+            if dockerfile and not os.path.isfile(dockerfile):
+                raise MinidockerError(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
+                                      f"lstat {dockerfile}: no such file or directory", "-f names a file, from the current directory")
             name = context.pack(args.context, dockerfile, tar, dockerfile=dockerfile_text)
         size = _go_tar_size(tar)
         tar.seek(0)
