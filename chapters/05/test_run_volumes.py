@@ -94,9 +94,10 @@ def test_named_volume_outlives_its_containers_and_rm_v_keeps_it(md, made):
     assert name in volumes(md), f"`rm -v` removes anonymous volumes only, never a named one ({DOCS})"
     assert run(md, "--rm", "-v", f"{name}:/data", "busybox", "cat", "/data/f") == "kept\n", \
         f"a named volume's data is there for the next container ({DOCS})"
+    assert name in volumes(md), f"`run --rm` removes anonymous volumes only, never a named one ({DOCS})"
 
 
-def test_image_volume_is_anonymous_filled_from_the_image_and_rm_v_removes_it(md, made, image_with_volume):
+def test_image_volume_is_anonymous_filled_from_the_image_and_rm_v_removes_it(md, made, image_with_volume, tmp_path):
     before = volumes(md)
     cid = made.container("md-anon")
     out = run(md, "--name", cid, image_with_volume, "sh", "-c", "cat /data/f; readlink /data/link; stat -c %a /data;"
@@ -116,6 +117,11 @@ def test_image_volume_is_anonymous_filled_from_the_image_and_rm_v_removes_it(md,
     nocopy = made.volume("md-nocopy")
     out = run(md, "--rm", "--mount", f"type=volume,src={nocopy},dst=/data,volume-nocopy", image_with_volume, "ls", "/data")
     assert out == "", f"volume-nocopy: the image's /data is not copied in: {out!r} ({DOCS})"
+    empty = tmp_path / "md-empty"
+    empty.mkdir()
+    out = run(md, "--rm", "-v", f"{empty}:/data", image_with_volume, "ls", "-A", "/data")
+    assert out == "" and not os.listdir(empty), \
+        f"a bind mount is never filled with the image's content: the host's directory is the user's ({DOCS})"
 
 
 def test_tmpfs_and_read_only_rootfs_with_writable_volumes(md, made):
@@ -151,7 +157,12 @@ def test_sigkill_during_run_leaves_no_mount_and_keeps_the_data(md, made, tmp_pat
     name = made.volume("md-killed")
     cid = made.container("md-kill")
     data = os.path.join(os.environ["MINIDOCKER_ROOT"], "volumes", name, "_data")
-    proc = harness.popen_cli(*RUN, "--name", cid, "-v", f"{name}:/data", "-v", f"{tmp_path}:/h",
+    # A volume of the local driver with options is mounted on the host, on its _data, while used.
+    driver = made.volume("md-killed-tmpfs")
+    out = md("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", driver)
+    assert out.returncode == 0, harness.explain(out)
+    driver_data = os.path.join(os.environ["MINIDOCKER_ROOT"], "volumes", driver, "_data")
+    proc = harness.popen_cli(*RUN, "--name", cid, "-v", f"{name}:/data", "-v", f"{tmp_path}:/h", "-v", f"{driver}:/t",
                              "busybox", "sh", "-c", "echo before > /data/f; touch /h/started; sleep 30",
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -159,6 +170,7 @@ def test_sigkill_during_run_leaves_no_mount_and_keeps_the_data(md, made, tmp_pat
         # The mounts are made inside the container's mount namespace: the host never sees them.
         assert data not in host_mounts() and "/h " not in host_mounts(), \
             f"a volume is mounted in the container's namespace, never in the host's ({DOCS})"
+        assert driver_data in host_mounts(), "-o type=tmpfs: the driver mounts the tmpfs on _data while it is used"
         proc.send_signal(signal.SIGKILL)  # `run` is the supervisor: the kernel kills the container with it
         proc.wait(10)
     finally:
@@ -169,5 +181,7 @@ def test_sigkill_during_run_leaves_no_mount_and_keeps_the_data(md, made, tmp_pat
                        or "Exited (137)" in md("ps", "-a").stdout, "the container to be seen exited")
     assert data not in host_mounts() and str(tmp_path) not in host_mounts(), \
         f"a SIGKILLed run leaves no mount on the host ({DOCS})"
+    assert driver_data not in host_mounts(), \
+        f"the next command that sees the killed run releases its volumes: the driver's tmpfs is unmounted ({DOCS})"
     with open(os.path.join(data, "f")) as f:
         assert f.read() == "before\n", f"a killed command never deletes a volume's data ({DOCS})"
