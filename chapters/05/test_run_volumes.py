@@ -185,3 +185,15 @@ def test_sigkill_during_run_leaves_no_mount_and_keeps_the_data(md, made, tmp_pat
         f"the next command that sees the killed run releases its volumes: the driver's tmpfs is unmounted ({DOCS})"
     with open(os.path.join(data, "f")) as f:
         assert f.read() == "before\n", f"a killed command never deletes a volume's data ({DOCS})"
+
+
+def test_a_driver_mount_that_fails_is_one_error_and_keeps_the_volume(md, made):
+    name = made.volume("md-no-device")
+    out = md("volume", "create", "-o", "type=ext4", "-o", "device=/dev/md-missing", name)
+    assert out.returncode == 0, f"the local driver mounts nothing at create: {harness.explain(out)}"
+    out = md(*RUN, "--rm", "-v", f"{name}:/data", "busybox", "true")
+    assert out.returncode == 125 and "failed to mount local volume: mount /dev/md-missing:" in out.stderr \
+        and "Traceback" not in out.stderr, f"a driver mount that fails stops `run` with dockerd's words: " \
+                                           f"{harness.explain(out)} (docs/05-volumes.md#driver-options)"
+    assert name in volumes(md) and "md-no-device" not in host_mounts(), \
+        f"the failed start keeps the volume and leaves nothing mounted ({DOCS})"

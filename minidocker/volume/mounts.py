@@ -314,7 +314,11 @@ def setup(c) -> None:
     from minidocker.volume import copyup, volumes
 
     minidocker = c.spec.get("minidocker", {})
-    data = {p["Name"]: volumes.mount_for(p["Name"], c.id) for p in volume_points(c)}
+    try:
+        data = {p["Name"]: volumes.mount_for(p["Name"], c.id) for p in volume_points(c)}
+    except MinidockerError as e:
+        e.exit_code = EXIT_ENGINE  # the driver's mount failed: `run`/`start` exit 125, as Docker's
+        raise
     overlay = minidocker.get("overlay")
     lowerdirs = [overlay["upperdir"], *overlay["lowerdirs"]] if overlay else [c.spec["root"]["path"]]
     for wanted in minidocker.get("copyup") or []:

@@ -300,9 +300,11 @@ def _mount(volume: dict, data: str) -> None:
         else:
             linux.mount(device, data, fstype or None, flags, extra or None)
     except OSError as e:
-        raise error("mount", volume["Name"], f"failed to mount local volume: mount {device}:{data}, "
-                                             f"flags: {hex(flags)}, data: {extra}: {e.strerror}",
-                    "check the volume's -o type=, device= and o=") from None
+        # dockerd's words; the errno as Go spells it ("no such file or directory").
+        why = os.strerror(e.errno).lower() if e.errno else str(e)
+        raise MinidockerError(f"error while mounting volume '{data}': failed to mount local volume: mount "
+                              f"{device}:{data}, flags: {hex(flags)}, data: {extra}: {why}",
+                              "check the volume's -o type=, device= and o=", exit_code=EXIT_CLI) from None
 
 
 def _users_path(name: str) -> str:
