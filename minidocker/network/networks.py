@@ -25,6 +25,21 @@ from minidocker.network import ipam
 # like 10.0.x and 10.1.x, every candidate is also checked against the host's routes.
 POOL, POOL_PREFIX, SUBNET_PREFIX = "10.213.0.0", 16, 24
 DEFAULT_BRIDGE = "md0"
+
+
+def pool() -> tuple[str, int]:
+    """The pool: ours, or $MINIDOCKER_DEFAULT_ADDRESS_POOL ("10.213.16.0/20"), as dockerd's
+    --default-address-pool base=...; test sessions get a slice each (conftest.py), since two
+    stores cannot see each other's subnets until a bridge routes them."""
+    base, _, prefix = os.environ.get("MINIDOCKER_DEFAULT_ADDRESS_POOL", f"{POOL}/{POOL_PREFIX}").partition("/")
+    return base, int(prefix)
+
+
+def default_bridge() -> str:
+    """md0, or the bridge $MINIDOCKER_BRIDGE names, as `dockerd --bridge=NAME` (`none`: no default
+    network at all, sandbox.py)."""
+    name = os.environ.get("MINIDOCKER_BRIDGE", "")
+    return name if name and name != "none" else DEFAULT_BRIDGE
 PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}  # name -> driver
 
 
@@ -92,7 +107,7 @@ def _make_predefined(have: set[str]) -> None:
             if name == "bridge":
                 subnet = free_subnet([])
                 net = _record(name, driver, subnet, ipam.to_ip(ipam.parse_subnet(subnet)[0] + 1), options={
-                    "com.docker.network.bridge.default_bridge": "true", "com.docker.network.bridge.name": DEFAULT_BRIDGE})
+                    "com.docker.network.bridge.default_bridge": "true", "com.docker.network.bridge.name": default_bridge()})
             else:
                 net = _record(name, driver)
             _write(net)
@@ -148,13 +163,14 @@ def host_routes() -> list[str]:
 def free_subnet(taken: list[str]) -> str:
     """The first /24 of the pool that overlaps no host route and no subnet in `taken`."""
     in_use = taken + host_routes() + [c["Subnet"] for n in _existing() for c in n["IPAM"]["Config"]]
-    start = ipam.to_int(POOL)
-    for i in range(1 << (SUBNET_PREFIX - POOL_PREFIX)):
+    base, prefix = pool()
+    start = ipam.to_int(base)
+    for i in range(1 << (SUBNET_PREFIX - prefix)):
         candidate = f"{ipam.to_ip(start + (i << (32 - SUBNET_PREFIX)))}/{SUBNET_PREFIX}"
         if not any(ipam.overlaps(candidate, other) for other in in_use):
             return candidate
     raise MinidockerError("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
-                          f"give one with --subnet, or remove networks (the pool is {POOL}/{POOL_PREFIX})")
+                          f"give one with --subnet, or remove networks (the pool is {'/'.join(map(str, pool()))})")
 
 
 def _existing() -> list[dict]:
