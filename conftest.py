@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -48,6 +49,14 @@ def pytest_configure(config):
     # No test may send a query out there: unless a test names its own fake upstream, the
     # forwards go to a closed port on loopback and fail at once.
     os.environ.setdefault("MINIDOCKER_DNS_UPSTREAM", "127.0.0.1:9")
+    # Chapter 04's default bridge stays once made, as docker0 does: this session's own, on a slice
+    # of the pool of its own (two sessions' stores cannot see each other's subnets), removed at
+    # the session's end. A bridge of our slot that a killed session left goes first.
+    slot = harness.claim_network_slot()
+    harness.SESSION_BRIDGE = os.environ["MINIDOCKER_BRIDGE"] = f"md0-t{slot}"
+    os.environ["MINIDOCKER_DEFAULT_ADDRESS_POOL"] = f"10.213.{128 + 16 * slot}.0/20"
+    if os.geteuid() == 0:
+        harness.remove_session_bridge()
     config._minidocker_root = root
 
 
@@ -66,6 +75,8 @@ def _remove_stale_session_cgroups():
 
 def pytest_unconfigure(config):
     root = getattr(config, "_minidocker_root", None)
+    if root and os.geteuid() == 0:
+        harness.remove_session_bridge()
     if root:
         shutil.rmtree(root, ignore_errors=True)
     # The session's cgroup parent, and `minidocker/` itself once nothing else uses it.
@@ -130,6 +141,11 @@ def leak_check(request):
     before = harness.snapshot(root, parent)
     yield
     leaks = harness.leaked(before, harness.snapshot(root, parent))
+    for _ in range(5):  # the kernel removes a veth after its namespace in the background
+        if not leaks:
+            break
+        time.sleep(0.1)
+        leaks = harness.leaked(before, harness.snapshot(root, parent))
     if leaks:
         harness.clean(leaks)
         pytest.fail(f"this test left things behind on the host: {leaks}", pytrace=False)

@@ -174,6 +174,62 @@ def _links() -> set[str]:
     return {name for name in os.listdir("/sys/class/net") if name.startswith("md")}
 
 
+# Chapter 04's default bridge lives as long as the session (as docker0 lives with dockerd): named
+# per session (`dockerd --bridge=NAME`), on a slice of the address pool of its own, so that two
+# sessions on one machine never share a bridge or a subnet. Set by conftest (claim_network_slot).
+SESSION_BRIDGE = ""
+_slot_lock = None
+
+
+def claim_network_slot() -> int:
+    """One of 8 slots, held (flock) while this session lives: slot N is the bridge md0-tN and the
+    pool 10.213.(128+16N).0/20. A bridge of our slot left by a killed session is ours to remove."""
+    import fcntl
+    global _slot_lock
+    for n in range(8):
+        f = open(os.path.join(tempfile.gettempdir(), f"md-test-netslot-{n}.lock"), "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _slot_lock = f
+        return n
+    return os.getpid() % 8  # eight sessions at once: share a slot, as before
+
+
+def _others_resources(own_root: str) -> tuple[set[str], set[str]]:
+    """Bridges and container-id prefixes (9 hex, as in veth and rule names) recorded by OTHER
+    stores on this machine: other sessions' roots (and roots inside them), a helper's /tmp/md-*
+    root, the real /var/lib/minidocker. Their links and rules are not this session's leaks.
+    Read before the links: a store writes its record before it makes the link, and removes
+    the link before the record."""
+    import glob
+    import json
+    tmp = tempfile.gettempdir()
+    roots = [r for pattern in (f"{tmp}/md-*/", f"{tmp}/md-*/*/", "/var/lib/minidocker/") for r in glob.glob(pattern)
+             if not r.startswith(own_root.rstrip("/") + "/")]
+    bridges, containers = set(), set()
+    for r in roots:
+        for record in glob.glob(os.path.join(r, "networks", "*", "network.json")):
+            try:
+                with open(record) as f:
+                    net = json.load(f)
+                bridges.add((net.get("Options") or {}).get("com.docker.network.bridge.name") or f"mdbr-{net['Id'][:9]}")
+            except (OSError, ValueError, KeyError):
+                pass
+        containers |= {os.path.basename(c)[:9] for c in glob.glob(os.path.join(r, "containers", "*"))}
+    return bridges, containers
+
+
+def _foreign(name: str, bridges: set[str], containers: set[str]) -> bool:
+    if name == SESSION_BRIDGE:
+        return True  # ours, but long-lived: not a test's leak (see SESSION_BRIDGE)
+    if name == "md0" or (name.startswith("md0-t") and name != SESSION_BRIDGE):
+        return True  # the real default bridge, or another session's
+    return name in bridges or (name.startswith("mdv") and name[3:12] in containers)
+
+
 def _netns() -> set[str]:
     """`ip netns` names starting with md, and the files of containers' namespaces that the
     engine keeps under $MINIDOCKER_RUNTIME_ROOT/netns (chapter 04: bind mounts of nsfs files)."""
@@ -205,7 +261,31 @@ def _iptables() -> set[str]:
         out = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=10).stdout
     except (FileNotFoundError, subprocess.TimeoutExpired):
         return set()
-    return {line for line in out.splitlines() if "MINIDOCKER" in line and not line.startswith("#")}
+    found, table = set(), "filter"
+    for line in out.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif "MINIDOCKER" in line and not line.startswith("#"):
+            found.add(f"-t {table} {line}")  # "-t nat -A MINIDOCKER ...", "-t nat :MINIDOCKER - [0:0]"
+    return found
+
+
+def _rule_owners(line: str) -> list[str]:
+    """The links a rule names (-i/-o BRIDGE), and "mdv<9 hex>" for a published port's rule
+    (its comment "minidocker CID12 PID/START"): who the rule is for."""
+    words = line.replace('"', "").split()
+    owners = [words[i + 1].lstrip("!") for i, w in enumerate(words[:-1]) if w in ("-i", "-o") and words[i + 1].startswith("md")]
+    if "minidocker" in words:
+        owners.append("mdv" + words[words.index("minidocker") + 1][:9])
+    return owners
+
+
+def _own_rules(lines: set[str], bridges: set[str], containers: set[str]) -> set[str]:
+    """This session's rules: those of its own links. The chains and the jumps into them are
+    shared by every network: they count only when nothing else is left in them."""
+    found = {line for line in lines if (o := _rule_owners(line)) and not all(_foreign(n, bridges, containers) for n in o)}
+    structural = {line for line in lines if not _rule_owners(line)}
+    return found | (structural if lines <= structural else set())
 
 
 def _processes(marker: str) -> set[int]:
@@ -232,10 +312,26 @@ def snapshot(root: str, cgroup_parent: str) -> dict[str, set]:
                 procs.update(int(p) for p in f.read().split())
         except OSError:
             pass
+    bridges, containers = _others_resources(root)
     return {
-        "mounts": _mounts(root), "links": _links(), "netns": _netns(),
-        "cgroups": _cgroups(cgroup_parent), "iptables": _iptables(), "processes": procs,
+        "mounts": _mounts(root), "links": {n for n in _links() if not _foreign(n, bridges, containers)},
+        "netns": _netns(), "cgroups": _cgroups(cgroup_parent),
+        "iptables": _own_rules(_iptables(), bridges, containers), "processes": procs,
     }
+
+
+def remove_session_bridge() -> None:
+    """At the session's end (and at its start, for a killed session's): the session's default
+    bridge, the rules that name it, and our chains if nothing else uses them."""
+    if not SESSION_BRIDGE:
+        return
+    subprocess.run(["ip", "link", "del", SESSION_BRIDGE], capture_output=True)
+    lines = _iptables()
+    mine = {line for line in lines if SESSION_BRIDGE in _rule_owners(line)}
+    clean({"iptables": mine})
+    rest = lines - mine
+    if rest and all(not _rule_owners(line) for line in rest):  # only the chains and jumps are left
+        clean({"iptables": rest})
 
 
 def leaked(before: dict, after: dict) -> dict[str, set]:
@@ -262,9 +358,17 @@ def clean(leaks: dict[str, set]) -> None:
                 pass
         else:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    for rule in leaks.get("iptables", ()):
-        if rule.startswith("-A "):
-            subprocess.run(["iptables", "-D", *rule.split()[1:]], capture_output=True)
+    import shlex
+    rules = leaks.get("iptables", ())
+    for rule in sorted(rules, key=lambda r: "-A PREROUTING" not in r and "-A OUTPUT" not in r
+                       and "-A POSTROUTING" not in r and "-A FORWARD" not in r):  # the jumps first
+        words = shlex.split(rule)
+        if words[2] == "-A":
+            subprocess.run(["iptables", *words[:2], "-D", *words[3:]], capture_output=True)
+    for rule in rules:  # then the chains, once nothing leads into them
+        words = rule.split()
+        if words[2].startswith(":"):
+            subprocess.run(["iptables", *words[:2], "-X", words[2][1:]], capture_output=True)
     for cg in sorted(leaks.get("cgroups", ()), key=len, reverse=True):
         for _ in range(50):  # a killed process leaves its cgroup a moment later
             try:
