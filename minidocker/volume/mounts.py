@@ -280,12 +280,22 @@ def oci_mounts(points: list[dict], tmpfs: dict | None) -> list[dict]:
     asked); a tmpfs is Docker's noexec,nosuid,nodev,rprivate with the user's options over them."""
     entries = []
     for p in points:
+        # --8<-- [start:ex-05-mount-entry]
+        # Append the runtime's entry for the mount point `p`: a tmpfs is {"destination", "type":
+        # "tmpfs", "source": "tmpfs", "options": tmpfs_options(DATA)}, DATA being p["_tmpfs"] when
+        # set, else "ro" when not RW; a bind or a volume is a "bind" of its Source (a volume's
+        # _data) with the options "rbind", then "ro" when not RW, then its Propagation if any.
+        #
+        # "rbind", not "bind": a host directory with mounts below it (a /mnt holding a USB disk)
+        # shows them in the container too. The runtime mounts it inside the new root, before
+        # pivot_root, and remounts it read-only in a second call (docs/05-volumes.md#the-safe-mount).
         if p["Type"] == "tmpfs":
             entries.append({"destination": p["Destination"], "type": "tmpfs", "source": "tmpfs",
                             "options": tmpfs_options(p.get("_tmpfs", "" if p["RW"] else "ro"))})
             continue
         options = ["rbind"] + ([] if p["RW"] else ["ro"]) + ([p["Propagation"]] if p["Propagation"] else [])
         entries.append({"destination": p["Destination"], "type": "bind", "source": p["Source"], "options": options})
+        # --8<-- [end:ex-05-mount-entry]
     for destination, data in (tmpfs or {}).items():
         entries.append({"destination": destination, "type": "tmpfs", "source": "tmpfs", "options": tmpfs_options(data)})
     return sorted(entries, key=lambda e: posixpath.normpath(e["destination"]).count("/"))
