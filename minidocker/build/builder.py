@@ -332,7 +332,6 @@ class Builder:
             from minidocker.container import lifecycle
 
             c = lifecycle.find(container)
-            _drop_mount_points(c.upperdir, [m["destination"] for m in c.spec.get("mounts", [])])
             self._commit(state, key_config, " ".join(saved), upperdir=c.upperdir)
         finally:
             self._remove(container)
@@ -453,26 +452,6 @@ def _split_stages(instructions: list) -> tuple[list, list]:
         else:
             meta.append(instruction)  # the parser let only ARGs come before the first FROM
     return meta, stages
-
-
-def _drop_mount_points(upperdir: str, destinations: list[str]) -> None:
-    """What the engine made only to mount onto (/etc/hosts, /etc/resolv.conf, /proc... when the
-    image lacks them) is not the step's change: Docker keeps those in an "init" layer below the
-    container's own, which no commit sees. Here they land in the upper directory, so they go,
-    if still empty placeholders, with the directories left empty by their going."""
-    from minidocker.unionfs.model import is_opaque
-
-    for destination in sorted(destinations, key=len, reverse=True):
-        path = os.path.join(upperdir, destination.strip("/"))
-        while path != upperdir and os.path.lexists(path):
-            st = os.lstat(path)
-            if os.path.isfile(path) and not os.path.islink(path) and st.st_size == 0:
-                os.unlink(path)
-            elif os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path) and not is_opaque(path):
-                os.rmdir(path)
-            else:
-                break
-            path = os.path.dirname(path)
 
 
 def _image_config(config: dict) -> dict:

@@ -108,7 +108,10 @@ def from_container(container_id: str, container_dir: str, config: dict, host_con
         # overlay on "merged", inside the container's mount namespace, as Docker's graph driver
         # does before runc starts: nothing is mounted on the host, and nothing is left to unmount.
         spec["root"]["path"] = os.path.join(container_dir, "merged")
-        spec["minidocker"]["overlay"] = {"lowerdirs": layers,
+        # Between them, Docker's "init layer": the empty files the engine mounts over
+        # (/etc/hosts...), so that mounting creates nothing in the writable layer, and a
+        # `commit` or `diff` of the container never shows them.
+        spec["minidocker"]["overlay"] = {"lowerdirs": [os.path.join(container_dir, "init")] + layers,
                                          "upperdir": os.path.join(container_dir, "upper"),
                                          "workdir": os.path.join(container_dir, "work")}
         # --8<-- [end:writable-layer]

@@ -40,6 +40,7 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
     if overlay:  # the writable layer's directories, made on first start (chapter 02)
         for d in (overlay["upperdir"], overlay["workdir"], spec["root"]["path"]):
             os.makedirs(d, exist_ok=True)
+        init_layer(overlay["lowerdirs"][0])
     c.save_state(SupervisorPid=os.getpid(), SupervisorStart=runtime.process_start_time(os.getpid()))
     io = Plumbing(spec["process"]["terminal"], attach.stdin if attach else None)
     try:
@@ -84,6 +85,22 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
     return code
 
 
+def init_layer(path: str) -> None:
+    """Docker's init layer, just below the writable one: the mount points of Docker's default
+    mounts (/proc, /sys, /dev...), and an empty file where each of the container's own files goes
+    (/etc/hosts, /etc/resolv.conf, /etc/hostname). An image need not have them, and made in the
+    writable layer they would end up in every `commit` and `build` step."""
+    from minidocker.container import oci_defaults
+    from minidocker.network import etc_files
+
+    for mount in oci_defaults.default_mounts():
+        os.makedirs(os.path.join(path, mount["destination"].lstrip("/")), 0o755, exist_ok=True)
+    os.makedirs(os.path.join(path, "etc"), 0o755, exist_ok=True)
+    for name in etc_files.FILES:
+        with open(os.path.join(path, "etc", name), "a"):
+            pass
+
+
 def signal_quietly(pid: int, signum: int) -> None:
     """Send a signal to a process that may have just exited."""
     try:
@@ -119,7 +136,7 @@ class Plumbing:
 
     def started(self, pid: int) -> int:
         """Once the process runs: drop our copies of its ends, and pick up the pty if any."""
-        for fd in set(self.stdio) - {0, 1, 2}:
+        for fd in set(self.stdio) - {0, 1, 2, self.stdin}:
             os.close(fd)  # the container has its copies; ours would keep the pipes open forever
         if self.console:
             self.console.close()
@@ -205,10 +222,13 @@ def log_lines(data: bytes, stream: str, time: str) -> bytes:
     return "".join(r + "\n" for r in records).encode()
 
 
-def start_detached(c: records.Container) -> None:
-    """Fork a supervisor that outlives us; return once the container runs, or raise its error."""
+def start_detached(c: records.Container, attach: Attach | None = None) -> int:
+    """Fork a supervisor that outlives us; return its pid once the container runs, or raise its
+    error. `attach` (the daemon's hijacked connection, chapter 07) gets the output, as containerd's
+    shim copies a container's stdio to dockerd's FIFOs; our parent must reap the supervisor."""
     ready_read, ready_write = os.pipe()
-    if os.fork() == 0:
+    pid = os.fork()
+    if pid == 0:
         os.close(ready_read)
         os.setsid()  # its own session: a ^C or a closed terminal in ours must not reach it
         # Let go of the caller's stdio: whoever reads our output (a shell pipe, a test) must see
@@ -216,10 +236,14 @@ def start_detached(c: records.Container) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+        # And let go of every other fd we inherited: in the daemon (chapter 07) they are other
+        # clients' connections (held open, their clients would never see EOF) and the lock
+        # files other threads hold (an flock lives as long as any fd of its open file).
+        _close_fds_but({ready_write, linux.trace_fd(), *(_attach_fds(attach))})
         code = 125
         try:
             # Once the container runs, let go of the caller's stderr that a --trace holds too.
-            code = run(c, None, on_started=lambda: (os.close(ready_write), linux.disable_trace()))
+            code = run(c, attach, on_started=lambda: (os.close(ready_write), linux.disable_trace()))
         except MinidockerError as e:
             os.write(ready_write, json.dumps({"code": e.exit_code, "message": e.what, "hint": e.hint}).encode())
             code = e.exit_code
@@ -234,5 +258,22 @@ def start_detached(c: records.Container) -> None:
     with os.fdopen(ready_read, "rb") as ready:
         message = ready.read()
     if message:
+        os.waitpid(pid, 0)  # it exits right after telling us: reap it, whoever we are
         error = json.loads(message)
         raise MinidockerError(error["message"], error["hint"], exit_code=error["code"])
+    return pid
+
+
+def _attach_fds(attach: Attach | None) -> list[int]:
+    if attach is None:
+        return []
+    fds = [attach.stdin] if attach.stdin is not None else []
+    return fds + [f.fileno() for f in (attach.stdout, attach.stderr) if hasattr(f, "fileno")]
+
+
+def _close_fds_but(keep: set[int]) -> None:
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
