@@ -40,6 +40,7 @@ def mac_of(ip: str) -> str:
     return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
 
 
+# --8<-- [start:ensure-bridge]
 def ensure_bridge(net: dict) -> int:
     """The network's bridge, made if missing (the default one on first use); its index. The
     caller holds the network's lock."""
@@ -54,6 +55,7 @@ def ensure_bridge(net: dict) -> int:
         nl.set_up(index)
         firewall.network_created(net)  # its NAT and FORWARD rules, with the bridge (network-api.md)
     return index
+# --8<-- [end:ensure-bridge]
 
 
 def requested_networks(record: dict) -> dict:
