@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, strategies as st
 
 import harness
 
@@ -88,16 +89,9 @@ def ok(out: subprocess.CompletedProcess, what: str, section: str = "images") -> 
 
 
 @pytest.fixture
-def busybox(daemon):
-    """busybox:latest in the daemon's store (the embedded image, as `minidocker run busybox` makes it)."""
-    from minidocker.image import builtin, layout
-
-    saved = os.environ["MINIDOCKER_ROOT"]
-    os.environ["MINIDOCKER_ROOT"] = daemon.root
-    try:
-        builtin.busybox(layout.Layout())
-    finally:
-        os.environ["MINIDOCKER_ROOT"] = saved
+def busybox(docker):
+    """busybox:latest in the daemon's store: built from the host's busybox, as `minidocker run` does offline."""
+    ok(docker("pull", "busybox"), "docker pull busybox (built here, not downloaded)")
     return "busybox:latest"
 
 
@@ -121,6 +115,30 @@ def on_a_terminal(argv: list[str], env: dict) -> tuple[int, str]:
         output += data
     os.close(main)
     return proc.wait(10), output.decode(errors="replace")
+
+
+# --- the progress messages (exercise ex-07-progress) ---------------------------------------------
+
+@given(id=st.text("0123456789abcdef", min_size=12, max_size=12), status=st.sampled_from(["Downloading", "Pushing"]),
+       total=st.integers(1, 10**10), data=st.data())
+def test_progress_message_with_bytes(id, status, total, data):
+    from minidocker.image.progress import message
+
+    current = data.draw(st.integers(0, total))
+    got = message(id, status, current, total)
+    assert {k: got.get(k) for k in ("status", "id", "progressDetail")} == \
+        {"status": status, "id": id, "progressDetail": {"current": current, "total": total}}, \
+        f"a message with a byte count carries it in progressDetail, for the client to draw: {got} (see {DOCS}#ex-07-progress)"
+    assert got.get("progress", "").startswith("[") and got["progress"].count("=") <= 50, \
+        f"'progress' is the bar as Docker draws it, for old clients: {got} (see {DOCS}#ex-07-progress)"
+
+
+def test_progress_message_without_bytes():
+    from minidocker.image.progress import message
+
+    assert message("0123456789ab", "Pull complete") == {"status": "Pull complete", "progressDetail": {},
+                                                        "id": "0123456789ab"}, \
+        f"a state change without bytes has an empty progressDetail and no bar (see {DOCS}#ex-07-progress)"
 
 
 # --- images -----------------------------------------------------------------------------------------
@@ -206,6 +224,30 @@ def test_push_and_pull_with_credentials(docker, daemon, busybox, basic_registry)
     finally:
         os.unlink(os.path.join(config_dir, "config.json"))
     ok(docker("rmi", name), "docker rmi")
+
+
+def test_build(docker, busybox, tmp_path):
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\nARG WHO=nobody\nCOPY greeting /greeting\nRUN echo \"from $WHO\" >> /greeting\n"
+        'LABEL md.part=s2\nCMD ["cat", "/greeting"]\n')
+    (tmp_path / "greeting").write_text("hello\n")
+    (tmp_path / ".dockerignore").write_text("secret\n")
+    (tmp_path / "secret").write_text("not sent\n")
+    built = ok(docker("build", "--network", "none", "--build-arg", "WHO=docker", "-t", "md-s2/built:1", tmp_path),
+               "docker build (POST /build)", "build")
+    for words in ("Step 1/6 : FROM busybox", "Step 4/6 : RUN", "Successfully built", "Successfully tagged md-s2/built:1"):
+        assert words in built, f"docker build should print {words!r} from the {{stream}} messages: {built!r} (see {DOCS}#build)"
+    ran = ok(docker("run", "--rm", "--network", "none", "md-s2/built:1"), "docker run of the built image")
+    assert ran == "hello\nfrom docker\n", f"the built image's CMD, COPY and RUN: {ran!r} (see {DOCS}#build)"
+    quiet = ok(docker("build", "-q", "--network", "none", "--build-arg", "WHO=docker", tmp_path), "docker build -q")
+    labels = ok(docker("image", "inspect", "--format", "{{.Id}} {{json .Config.Labels}}", "md-s2/built:1"), "inspect")
+    assert labels.split(" ", 1) == [quiet.strip(), '{"md.part":"s2"}\n'], \
+        f"build -q prints the ID (from the aux message); the cache gives the same image: {quiet!r} {labels!r}"
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN exit 7\n")
+    failed = docker("build", "--network", "none", tmp_path)
+    assert failed.returncode == 7 and "returned a non-zero code: 7" in failed.stderr, \
+        f"a failing RUN's code is the CLI's exit code (errorDetail.code): {failed.returncode} {failed.stderr!r} (see {DOCS}#build)"
+    ok(docker("rmi", "md-s2/built:1"), "docker rmi")
 
 
 # --- networks and volumes ------------------------------------------------------------------------------

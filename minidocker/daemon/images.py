@@ -209,7 +209,7 @@ def pull_name(from_image: str, tag: str) -> str:
 # --8<-- [start:pull]
 @route("POST", "/images/create")
 def create_image(req: Request) -> StreamResponse:
-    from minidocker.image import pull, progress
+    from minidocker.image import builtin, progress, pull, reference
 
     if req.arg("fromSrc"):
         raise ApiError(400, "importing a root filesystem (fromSrc) is not supported by minidocker")
@@ -218,6 +218,8 @@ def create_image(req: Request) -> StreamResponse:
     name = pull_name(req.arg("fromImage"), req.arg("tag", ""))
     credentials = registry_auth(req)
     platform = req.arg("platform") or None
+    if str(reference.normalize(name)) == builtin.NAME:  # a bad name is a 400 here, before any stream
+        return Response(200, b"".join(json_line(m) for m in _builtin_busybox()), {"Content-Type": "application/json"})
 
     def work(emit) -> None:
         pull.pull(name, platform=platform, credentials=credentials,
@@ -225,6 +227,24 @@ def create_image(req: Request) -> StreamResponse:
 
     return streamed(work)
 # --8<-- [end:pull]
+
+
+def _builtin_busybox() -> list[dict]:
+    """busybox:latest is built here from the host's busybox, as the daemonless `run` does
+    (image/builtin.py): a fresh, offline machine can still `docker run busybox`."""
+    from minidocker.image import builtin, layout
+
+    store = layout.Layout()
+    try:
+        store.image(builtin.NAME)
+        fresh = False
+    except MinidockerError:
+        fresh = True
+    image = builtin.busybox(store)
+    return [{"status": "latest: Pulling from library/busybox (built from the host's busybox)"},
+            {"status": f"Digest: {image.manifest_digest}"},
+            {"status": "Status: Downloaded newer image for busybox:latest" if fresh
+             else "Status: Image is up to date for busybox:latest"}]
 
 
 @route("POST", "/images/{name:.*}/push")
