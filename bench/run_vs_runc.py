@@ -8,6 +8,9 @@ container that runs `true` in the same busybox rootfs, N times, and we print the
   looked up in the store, its config merged, and its layer mounted as an overlay under the
   container's own upper directory;
 - `minidocker run --rm --rootfs DIR -- true`: the engine (records, supervisor) and the runtime;
+  these two with `--network none`, as runc's bundle has it (a namespace with only `lo`);
+- `minidocker run --rm --network bridge busybox true`: on the default bridge (chapter 04): a veth,
+  an address and the firewall's rules, set up and torn down around the container;
 - `minidocker runtime run`: the runtime alone, on a bundle made by `runc spec`;
 - `runc run` on that same bundle: the yardstick;
 - `docker run --rm busybox true`, where a Docker engine answers.
@@ -99,9 +102,12 @@ def main() -> None:
         # The command as the docs type it: the venv's `minidocker` script (not `python -m`, whose
         # runpy adds a few ms that no learner waits for).
         minidocker = [os.path.join(os.path.dirname(sys.executable), "minidocker")]
-        commands = {"minidocker run --rm": ([*minidocker, "run", "--rm", "--rootfs", rootfs, "--", "true"], env),
+        none = ["run", "--rm", "--network", "none"]
+        commands = {"minidocker run --rm": ([*minidocker, *none, "--rootfs", rootfs, "--", "true"], env),
                     # The warm-up run builds the busybox image and unpacks its layer.
-                    "minidocker run busybox": ([*minidocker, "run", "--rm", "busybox", "true"], env)}
+                    "minidocker run busybox": ([*minidocker, *none, "busybox", "true"], env),
+                    "  ...on the bridge": ([*minidocker, "run", "--rm", "--network", "bridge", "busybox", "true"],
+                                           dict(env, MINIDOCKER_BRIDGE="md0-bench"))}
         if shutil.which("runc"):
             bundle = runc_bundle(work, rootfs)
             # The same bundle, the same id, each in its own --root: `run` deletes it on exit.
@@ -121,6 +127,10 @@ def main() -> None:
         results = timed(commands, args.runs)
         report(results, args.runs)
     finally:
+        # The default bridge stays once made, as docker0 does: the bench's own goes, rules and all.
+        code = ("from minidocker.network import endpoints, firewall, networks; net = networks.get('bridge'); "
+                "firewall.network_removed(net); endpoints.host_netlink().delete_link(networks.bridge_name(net))")
+        subprocess.run([sys.executable, "-c", code], env=dict(env, MINIDOCKER_BRIDGE="md0-bench"), capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -15,7 +15,6 @@ import re
 
 from minidocker.container.config import INT64_MAX, INT64_MIN  # the Engine API's numbers are Go int64s
 from minidocker.errors import MinidockerError
-from minidocker.network.ports import parse_expose, parse_publish
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
@@ -115,8 +114,12 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
     host_config["RestartPolicy"] = restart.parse_flag(args.restart)
     if args.rm and host_config["RestartPolicy"]["Name"] not in ("", "no"):
         raise MinidockerError("conflicting options: cannot specify both --restart and --rm", "choose one")
-    exposed, host_config["PortBindings"] = parse_publish(args.publish)  # chapter 04: network/ports.py
-    exposed.update(parse_expose(args.expose))
+    exposed, host_config["PortBindings"] = {}, {}
+    if args.publish or args.expose:  # chapter 04: network/ports.py (imported only when asked for)
+        from minidocker.network.ports import parse_expose, parse_publish
+
+        exposed, host_config["PortBindings"] = parse_publish(args.publish)
+        exposed.update(parse_expose(args.expose))
     host_config["PublishAllPorts"] = args.publish_all
     body = {
         "Hostname": args.hostname or "", "User": args.user or "",
@@ -133,9 +136,10 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
     if exposed:
         body["ExposedPorts"] = dict(sorted(exposed.items()))  # absent when empty, as the docker CLI sends it
     network_flags(args, body)
-    from minidocker.volume import flags as volume_flags  # chapter 05: -v, --mount, --tmpfs, --volumes-from
+    if args.volume or args.mount or args.tmpfs or args.volumes_from:
+        from minidocker.volume import flags as volume_flags  # chapter 05: -v, --mount, --tmpfs, --volumes-from
 
-    volume_flags.apply(args, body)
+        volume_flags.apply(args, body)
     return args.name, body
 
 

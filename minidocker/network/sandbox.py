@@ -38,8 +38,6 @@ def own_namespace(mode: str) -> bool:
 def check(host_config: dict, networking: dict | None) -> dict:
     """At create: the request's network settings, in Docker's words when they are wrong.
     Returns the NetworkingConfig to keep in the container's record."""
-    from minidocker.network import networks
-
     mode = host_config["NetworkMode"] = mode_of(host_config)
     endpoints = dict((networking or {}).get("EndpointsConfig") or {})
     if mode.startswith("container:"):
@@ -50,6 +48,8 @@ def check(host_config: dict, networking: dict | None) -> dict:
             raise MinidockerError("conflicting options: networking settings and the network mode container:",
                                   "a container that shares another's namespace has that one's network")
     elif mode not in ("none", "host"):
+        from minidocker.network import networks
+
         net = networks.get(mode)  # network NAME not found
         host_config["NetworkMode"] = net["Name"] if net["Name"] == mode else mode
         config = endpoints.get(mode) or {}

@@ -251,6 +251,8 @@ def prepare(points: list[dict], container_id: str) -> list[dict]:
     """Make what the mount points need: a -v bind's missing host directory, the named volumes
     that do not exist yet, a new anonymous volume for each unnamed one. Returns them with their
     Source (a volume's _data directory) filled in."""
+    if not points:
+        return []
     from minidocker.volume import volumes
 
     ready = []
@@ -321,9 +323,11 @@ def copy_ups(points: list[dict]) -> list[dict]:
 def setup(c) -> None:
     """Before a container starts: each volume's driver mount (a -o type=tmpfs volume), then the
     copy-up of the image's content into a volume that is still empty (Docker does it on first use)."""
+    minidocker = c.spec.get("minidocker", {})
+    if not volume_points(c):
+        return  # no volume: nothing to import or do (every `run` passes here)
     from minidocker.volume import copyup, volumes
 
-    minidocker = c.spec.get("minidocker", {})
     try:
         data = {p["Name"]: volumes.mount_for(p["Name"], c.id) for p in volume_points(c)}
     except MinidockerError as e:
@@ -337,6 +341,8 @@ def setup(c) -> None:
 
 def release(c) -> None:
     """After a container stopped: let go of its volumes (the last user out unmounts a driver mount)."""
+    if not volume_points(c):
+        return
     from minidocker.volume import volumes
 
     for p in volume_points(c):
