@@ -83,14 +83,15 @@ PLUGINS = {
 
 
 # Docker's commands that later chapters bring. Until a plugin serves one, it answers in one line
-# which chapter to read (and so do the flags of later chapters, -v, -p, --network: cli/container.py).
+# which chapter to read (and so do the flags of later chapters, --cap-add...: cli/container.py).
 # --8<-- [start:later]
 LATER = {}
 UNTIL_THEN = {"03": "images; until then a container runs from a directory: run --rootfs DIR -- CMD",
               "04": "networks; until then a container has only its own loopback, Docker's --network none",
               "05": "volumes; until then a container sees only its image's files (or its --rootfs)",
               "06": "build; until then an image is busybox, pulled, loaded, or made by `minidocker commit`",
-              "07": "the daemon; until then each minidocker command is the engine itself"}
+              "07": "the daemon; until then each minidocker command is the engine itself",
+              "08": "hardening; until then a container keeps root's capabilities, with no seccomp filter"}
 # --8<-- [end:later]
 
 

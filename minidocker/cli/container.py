@@ -328,7 +328,11 @@ def _create_flags(p) -> None:
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--restart", default="no", metavar="POLICY",
                    help="no, on-failure[:N], always or unless-stopped: what a daemon does when it exits")
-    # Docker's flags that later chapters bring: each answers which chapter, in one line.
+    # Docker's flags that a later chapter brings: each answers which chapter, in one line.
+    for flag in ("--cap-add", "--cap-drop", "--security-opt", "--userns"):
+        p.add_argument(flag, action=Later, chapter="08", metavar="…", help="comes in chapter 08 (hardening)")
+    p.add_argument("--privileged", action=Later, chapter="08", nargs=0, help="comes in chapter 08 (hardening)")
+    # Chapter 04's ports.
     p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]CONTAINERPORT[/PROTO]",
                    help="publish a container's port on the host (no HOSTPORT, or 0: any free one)")
     p.add_argument("-P", "--publish-all", action="store_true", help="publish every exposed port on a free host port")
