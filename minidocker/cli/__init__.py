@@ -159,10 +159,11 @@ def main(argv=None) -> int:
             return cmd_version(args)
         # -H: the engine is a daemon's, over HTTP (chapter 07); without, it is this process.
         host = args.daemon_host or os.environ.get("MINIDOCKER_HOST")
-        if host and args.command != "daemon":
+        command = words[0] if words else None  # (args.command is run's own COMMAND words)
+        if host and command != "daemon":
             from minidocker.daemon import client
 
-            client.use_daemon(host, args.command)
+            client.use_daemon(host, command)
         if not getattr(args, "func", None):
             parser.print_help()
             return 0

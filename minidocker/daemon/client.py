@@ -94,14 +94,43 @@ class Client:
         return json.loads(data) if data.strip() else None
 
     def hijack(self, path: str, query: dict | None = None, body=None) -> tuple[socket.socket, bytes, str]:
-        """POST with `Upgrade: tcp`: after `101 UPGRADED` the connection is a raw pipe. Returns the
-        socket, the bytes the daemon already sent after its headers, and the stream's Content-Type."""
-        conn, resp = self.send("POST", path, query, body if body is not None else None,
-                               {"Connection": "Upgrade", "Upgrade": "tcp"})
-        # http.client read the headers through a buffer, which may hold the stream's first bytes.
-        early = resp.fp.peek() if resp.status == 101 and hasattr(resp.fp, "peek") else b""
-        early = resp.fp.read(len(early)) if early else b""
-        return conn.sock, early, resp.getheader("Content-Type", "")
+        """POST with `Upgrade: tcp`: after `101 UPGRADED` the connection is a raw pipe, so this
+        request is written and its answer read by hand, as bytes, not through http.client (whose
+        buffered reader would hold, and block on, the stream's first bytes). Returns the socket,
+        the bytes that came after the headers, and the stream's Content-Type."""
+        conn = self.connection()
+        try:
+            conn.connect()
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            return self.send("POST", path, query, body)  # raises the same error as any request
+        sock = conn.sock
+        data = json.dumps(body).encode() if body is not None else b""
+        target = f"/v{API_VERSION}{path}" + (f"?{urlencode(query)}" if query else "")
+        sock.sendall(f"POST {target} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise MinidockerError("the daemon closed the connection", "see its log")
+            head += chunk
+        head, _, early = head.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+        if status >= 400:
+            length = int(headers.get("content-length", 0))
+            while len(early) < length and (chunk := sock.recv(65536)):
+                early += chunk
+            sock.close()
+            try:
+                message = json.loads(early)["message"]
+            except (ValueError, KeyError, TypeError):
+                message = early.decode(errors="replace").strip() or f"HTTP {status}"
+            error = MinidockerError(message)
+            error.status = status
+            raise error
+        return sock, early, headers.get("content-type", "")
 
 
 def daemon_error(resp) -> MinidockerError:
@@ -199,19 +228,25 @@ def start(ref: str, attach=None) -> int | None:
     tty = bool(info["Config"].get("Tty"))
     query = {"stream": 1, "stdout": 1, "stderr": 1, **({"stdin": 1} if attach.stdin is not None else {})}
     sock, early, content_type = _c().hijack(f"/containers/{_id(ref)}/attach", query)
-    # `--rm`: wait until it is removed too, so that `run --rm` returns when it is gone.
+    # The wait is sent now and its answer read at the end, as the docker CLI does it in a
+    # goroutine: sent after the start, it could miss a quick exit. `--rm`: until it is removed.
     condition = "removed" if info["HostConfig"].get("AutoRemove") else "next-exit"
-    waiter, answer = _c().send("POST", f"/containers/{_id(ref)}/wait", {"condition": condition})
+    waiter = _c().connection()
+    waiter.request("POST", f"/v{API_VERSION}/containers/{_id(ref)}/wait?condition={condition}")
     try:
         _c().call("POST", f"/containers/{_id(ref)}/start")
     except MinidockerError as e:
         sock.close()
+        waiter.close()
         e.exit_code = _start_exit_code(str(e))
         raise
     with _terminal(attach.stdin if tty else None, ref):
         copy_stream(sock, early, _is_raw(content_type, tty), attach.stdout, attach.stderr, attach.stdin)
     sock.close()
     try:
+        answer = waiter.getresponse()
+        if answer.status >= 400:
+            raise daemon_error(answer)
         return json.loads(answer.read())["StatusCode"]
     finally:
         waiter.close()

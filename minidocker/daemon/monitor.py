@@ -54,6 +54,7 @@ class Monitor:
         self.delays: dict[str, float] = {}  # container id -> its last back-off delay
         self.due: dict[str, float] = {}  # container id -> when to start it again
         self.watched: dict[int, tuple[str, int]] = {}  # pidfd -> (container id, supervisor pid)
+        self.forked: set[int] = set()  # supervisors this monitor forked: ours to reap
         self.stopping = threading.Event()
 
     # -- at the daemon's start ---------------------------------------------------------------
@@ -68,6 +69,7 @@ class Monitor:
                                       bool(c.record.get("HasBeenManuallyStopped")), daemon_starting=True):
                 try:
                     lifecycle.start(c.id)  # as dockerd: a start like a user's, the count reset
+                    self.forked.add(records.find(c.id).state.get("SupervisorPid", 0))
                 except MinidockerError as e:
                     log(f"restore: cannot start {c.name}: {e}")
 
@@ -88,7 +90,9 @@ class Monitor:
             for fd in ready:
                 cid, pid = self.watched.pop(fd)
                 os.close(fd)
-                _reap(pid)
+                if pid in self.forked:
+                    self.forked.discard(pid)
+                    _reap(pid)
                 self.exited(cid)
 
     def scan(self) -> None:
@@ -140,15 +144,18 @@ class Monitor:
             log(f"cannot restart {c.name}: {e}")
             self.decided.pop(cid, None)  # its state says exited still: the next scan decides again
             return
-        self.watch(lifecycle.find(cid))
+        c = records.find(cid)
+        self.forked.add(c.state.get("SupervisorPid", 0))
+        self.watch(c)
 
 
 def _reap(pid: int) -> None:
-    """A supervisor this daemon forked is its child: collect its exit, or it stays a zombie."""
+    """A supervisor we forked is our child: collect its exit, or it stays a zombie (and a zombie
+    looks alive to records.alive). Those that containers.py forks, it reaps itself."""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        os.waitpid(pid, 0)  # it has exited: the pidfd said so
     except ChildProcessError:
-        pass  # started by another process (the CLI, an earlier daemon): not ours to reap
+        pass
 
 
 def log(message: str) -> None:
