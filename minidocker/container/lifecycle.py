@@ -120,19 +120,20 @@ def create(config: dict, host_config: dict, name: str | None = None) -> dict:
 # --8<-- [end:create]
 
 
-def start(ref: str, attach: supervisor.Attach | None = None) -> int | None:
+def start(ref: str, attach: supervisor.Attach | None = None, detach: bool = False) -> int | None:
     """POST /containers/{id}/start. Detached (no `attach`): a supervisor is forked that outlives
     us, and we return once the container runs. Attached (`docker run` in the foreground, or
-    `start -a`): we are the supervisor, the output goes to `attach`, and we return the exit code."""
+    `start -a`): we are the supervisor, the output goes to `attach`, and we return the exit code.
+    `detach` (the daemon): a supervisor is forked even when attached; we return its pid."""
     c = find(ref)
     if c.state.get("Paused"):  # checked first: a paused container is running too
         raise MinidockerError("cannot start a paused container, try unpause instead", f"minidocker unpause {ref}")
     if c.state["Running"]:
         return None
     restart.started_by_user(c)  # chapter 07: a restart policy counts again from here
-    if attach is None:
-        supervisor.start_detached(c)
-        return None
+    if attach is None or detach:
+        pid = supervisor.start_detached(c, attach)
+        return pid if detach else None
     try:
         return supervisor.run(c, attach)
     finally:

@@ -10,7 +10,7 @@ import os
 import platform
 
 from minidocker import API_VERSION, __version__
-from minidocker.daemon.http import Response
+from minidocker.daemon.http import ApiError, Response, StreamResponse
 from minidocker.daemon.router import MIN_API_VERSION, route
 
 
@@ -43,3 +43,112 @@ def version(req):
         "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
         "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(uname.machine, uname.machine),
         "KernelVersion": uname.release, "BuildTime": ""})
+
+
+@route("GET", "/info")
+def info(req):
+    from minidocker import store
+    from minidocker.container import lifecycle
+
+    containers = lifecycle.all_containers()
+    running = sum(1 for c in containers if c.state["Running"] and not c.state.get("Paused"))
+    paused = sum(1 for c in containers if c.state.get("Paused"))
+    uname = os.uname()
+    return Response(200, {
+        "ID": "", "Name": uname.nodename, "Containers": len(containers), "ContainersRunning": running,
+        "ContainersPaused": paused, "ContainersStopped": len(containers) - running - paused,
+        "Driver": "overlay2", "DockerRootDir": store.root(), "OperatingSystem": "minidocker", "OSType": "linux",
+        "Architecture": uname.machine, "KernelVersion": uname.release, "NCPU": os.cpu_count(),
+        "ServerVersion": __version__, "LoggingDriver": "json-file", "CgroupVersion": _cgroup_version(),
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
+        "Warnings": None})
+
+
+def _cgroup_version() -> str:
+    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
+# ---------------------------------------------------------------------------------------------
+# /events: what happened, as it happens
+
+import queue  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+_subscribers: list[queue.Queue] = []
+_subscribers_lock = threading.Lock()
+_recent: list[dict] = []  # the last events, for `since`
+
+
+def emit(kind: str, action: str, actor_id: str, attributes: dict | None = None) -> None:
+    """Tell every /events listener: {"Type": "container", "Action": "start", "Actor": {...}}."""
+    ns = time.time_ns()
+    event = {"Type": kind, "Action": action, "Actor": {"ID": actor_id, "Attributes": dict(attributes or {})},
+             "scope": "local", "time": ns // 10**9, "timeNano": ns}
+    if kind == "container":  # the old fields the docker CLI still prints from
+        event.update(status=action, id=actor_id, **({"from": attributes["image"]} if attributes and "image" in attributes else {}))
+    with _subscribers_lock:
+        _recent.append(event)
+        del _recent[:-256]
+        for q in _subscribers:
+            q.put(event)
+
+
+def _event_matches(event: dict, filters: dict) -> bool:
+    """Docker's event filters: type, event (action), container (id or name), image."""
+    for key, values in filters.items():
+        values = list(values) if isinstance(values, (list, dict)) else [values]
+        actor = event["Actor"]
+        if key == "type" and event["Type"] not in values:
+            return False
+        if key == "event" and event["Action"].split(":")[0] not in values:
+            return False
+        if key == "container" and not (event["Type"] == "container" and any(
+                actor["ID"].startswith(v) or actor["Attributes"].get("name") == v for v in values)):
+            return False
+        if key == "image" and actor["Attributes"].get("image") not in values:
+            return False
+    return True
+
+
+def _time_arg(req, name: str) -> float | None:
+    value = req.arg(name)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ApiError(400, f"invalid value for {name}: {value!r} (want a unix timestamp)") from None
+
+
+@route("GET", "/events")
+def events(req):
+    filters = req.json_arg("filters", {}) or {}
+    if not isinstance(filters, dict):
+        raise ApiError(400, "invalid filter: want a JSON object")
+    since, until = _time_arg(req, "since"), _time_arg(req, "until")
+    q: queue.Queue = queue.Queue()
+    with _subscribers_lock:
+        past = [e for e in _recent if since is not None and e["timeNano"] / 1e9 >= since]
+        _subscribers.append(q)
+
+    def stream():
+        try:
+            for e in past:
+                if _event_matches(e, filters):
+                    yield e
+            while until is None or time.time() < until:
+                try:
+                    e = q.get(timeout=0.5 if until is None else max(0.01, min(0.5, until - time.time())))
+                except queue.Empty:
+                    continue
+                if until is not None and e["timeNano"] / 1e9 > until:
+                    return
+                if _event_matches(e, filters):
+                    yield e
+        finally:
+            with _subscribers_lock:
+                _subscribers.remove(q)
+
+    from minidocker.daemon.http import json_lines
+    return StreamResponse(200, json_lines(stream()))
