@@ -6,50 +6,15 @@ demultiplexes, the streams of pull and build. See docs/07-daemon.md#docker-py.
 
 import importlib
 import io
-import os
-import subprocess
-import sys
 import tarfile
-import time
 
 import docker as docker_py
 import pytest
 
-import harness
 
 registries = importlib.import_module("chapters.03.registries")
 DOCS = "docs/07-daemon.md"
 
-
-# --- a daemon of this module's own (until chapters/07/conftest.py provides one) -------------------
-
-class Daemon:
-    def __init__(self, workdir: str):
-        self.dir = workdir
-        self.root = os.path.join(workdir, "root")
-        self.sock = os.path.join(workdir, "d.sock")
-        self.host = f"unix://{self.sock}"
-        env = dict(harness.cli_env(), MINIDOCKER_ROOT=self.root)
-        self.log = open(os.path.join(workdir, "daemon.log"), "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "minidocker", "daemon", "-H", self.host],
-                                        env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        harness.wait_until(lambda: os.path.exists(self.sock) or self.process.poll() is not None,
-                           "the daemon's socket", timeout=15)
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self.log.close()
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Daemon(str(tmp_path_factory.mktemp("daemon")))
-    yield d
-    d.close()
-
-
-# -------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def registry():

@@ -12,7 +12,6 @@ import os
 import pty
 import select
 import subprocess
-import sys
 
 import pytest
 from hypothesis import given, strategies as st
@@ -22,54 +21,6 @@ import harness
 registries = importlib.import_module("chapters.03.registries")
 DOCS = "docs/07-daemon.md"
 
-
-# --- a daemon of this module's own (until chapters/07/conftest.py provides one) -------------------
-
-class Daemon:
-    def __init__(self, workdir: str):
-        self.dir = workdir
-        self.root = os.path.join(workdir, "root")
-        self.sock = os.path.join(workdir, "d.sock")
-        self.host = f"unix://{self.sock}"
-        env = dict(harness.cli_env(), MINIDOCKER_ROOT=self.root)
-        self.log = open(os.path.join(workdir, "daemon.log"), "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "minidocker", "daemon", "-H", self.host],
-                                        env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        harness.wait_until(lambda: os.path.exists(self.sock) or self.process.poll() is not None,
-                           "the daemon's socket", timeout=15)
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the daemon did not start: {open(self.log.name).read()[-2000:]}")
-
-    def close(self) -> None:
-        ids = self.docker("ps", "-aq").stdout.split()
-        if ids:
-            self.docker("rm", "-f", *ids)
-        for net in self.docker("network", "ls", "-q", "--filter", "type=custom").stdout.split():
-            self.docker("network", "rm", net)
-        self.process.terminate()
-        self.process.wait(10)
-        self.log.close()
-
-    def docker(self, *args, input=None, env=None, timeout=60) -> subprocess.CompletedProcess:
-        full = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=os.path.join(self.dir, "docker-config"),
-                    DOCKER_BUILDKIT="0", **(env or {}))
-        return subprocess.run(["docker", *map(str, args)], input=input, capture_output=True, text=True,
-                              env=full, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Daemon(str(tmp_path_factory.mktemp("daemon")))
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def docker(daemon):
-    return daemon.docker
-
-
-# -------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def registry():
@@ -90,7 +41,8 @@ def ok(out: subprocess.CompletedProcess, what: str, section: str = "images") -> 
 
 @pytest.fixture
 def busybox(docker):
-    """busybox:latest in the daemon's store: built from the host's busybox, as `minidocker run` does offline."""
+    """busybox:latest in the daemon's store, through the API: POST /images/create builds it from the
+    host's busybox, as `minidocker run` does offline. (Per test: the pull test removes it.)"""
     ok(docker("pull", "busybox"), "docker pull busybox (built here, not downloaded)")
     return "busybox:latest"
 
@@ -185,8 +137,7 @@ def test_push_then_pull_with_progress(docker, daemon, busybox, registry):
     ok(docker("rmi", name, "busybox"), "docker rmi")  # the last names: the layers go too
     assert ok(docker("images", "-q"), "docker images").strip() == "", "the store should be empty before the pull"
 
-    env = dict(os.environ, DOCKER_HOST=daemon.host, DOCKER_CONFIG=os.path.join(daemon.dir, "docker-config"))
-    code, screen = on_a_terminal(["docker", "pull", name], env)
+    code, screen = on_a_terminal(["docker", "pull", name], daemon.env())
     assert code == 0, f"docker pull exited {code}: {screen}"
     # The docker CLI draws the bar itself from progressDetail {current, total}: on a terminal,
     # with cursor movements. None of that is in the daemon's messages.
