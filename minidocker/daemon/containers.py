@@ -28,7 +28,7 @@ _supervisors: dict[str, int] = {}  # container id -> the pid of the supervisor w
 _attaching: dict[str, list["Attachment"]] = {}  # attached before start: wait for the supervisor
 
 
-def _reap(cid: str, pid: int, auto_remove: bool) -> None:
+def _reap(cid: str, pid: int, auto_remove: bool, actor: dict) -> None:
     """Wait for a supervisor we forked; it exits with its container's exit code."""
     def reap():
         _, status = os.waitpid(pid, 0)
@@ -37,9 +37,9 @@ def _reap(cid: str, pid: int, auto_remove: bool) -> None:
             _exits.setdefault(cid, []).append(code)
             _supervisors.pop(cid, None)
             _changed.notify_all()
-        emit("container", "die", cid, {"exitCode": str(code)})
+        emit("container", "die", cid, {**actor, "exitCode": str(code)})
         if auto_remove:
-            emit("container", "destroy", cid)
+            emit("container", "destroy", cid, actor)
     threading.Thread(target=reap, daemon=True, name=f"reap-{cid[:12]}").start()
 
 
@@ -120,7 +120,7 @@ def start(req, id):
     if pid:
         with _changed:
             _supervisors[c.id] = pid
-        _reap(c.id, pid, bool(c.record["HostConfig"].get("AutoRemove")))
+        _reap(c.id, pid, bool(c.record["HostConfig"].get("AutoRemove")), _actor(c))
     emit("container", "start", c.id, _actor(c))
     return Response(204)
 
@@ -144,7 +144,8 @@ def restart(req, id):
 @route("POST", "/containers/{id}/kill")
 def kill(req, id):
     lifecycle.kill(id, req.arg("signal") or "KILL")
-    emit("container", "kill", lifecycle.find(id).id, {"signal": req.arg("signal") or "KILL"})
+    c = lifecycle.find(id)
+    emit("container", "kill", c.id, {**_actor(c), "signal": req.arg("signal") or "KILL"})
     return Response(204)
 
 
@@ -414,10 +415,27 @@ def exec_start(req, id):
             code = 126
             try:
                 null = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-                _close_fds_but({sock.fileno()})
+                os.dup2(null, 0)
+                copiers = []
+                if not tty:
+                    # Without a TTY the exec writes to our fds 1 and 2 (exec.py logs nothing): make
+                    # them pipes, and frame what comes out of each for the client.
+                    for fd, writer in ((1, attach.stdout), (2, attach.stderr)):
+                        read_end, write_end = os.pipe()
+                        os.dup2(write_end, fd)
+                        os.close(write_end)
+                        copiers.append(threading.Thread(target=_copy_fd, args=(read_end, writer)))
+                else:
+                    os.dup2(null, 1)
+                    os.dup2(null, 2)
+                _close_fds_but({sock.fileno(), *(c._args[0] for c in copiers)})
+                for c in copiers:
+                    c.start()
                 code = execs.exec_start(id, attach) or 0
+                os.dup2(null, 1)  # our copies of the pipes' write ends: gone, so the copiers see EOF
+                os.dup2(null, 2)
+                for c in copiers:
+                    c.join()
             finally:
                 os._exit(code)
         sock.close()
@@ -426,6 +444,12 @@ def exec_start(req, id):
         record.update(Running=False, ExitCode=os.waitstatus_to_exitcode(status))
 
     return Hijack(run, streams.RAW if tty else streams.MULTIPLEXED)
+
+
+def _copy_fd(fd: int, writer) -> None:
+    while data := os.read(fd, 65536):
+        writer.write(data)
+    os.close(fd)
 
 
 @route("GET", "/exec/{id}/json")

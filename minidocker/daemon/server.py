@@ -216,7 +216,7 @@ class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 # The modules whose @route handlers make the API. A module not written yet is skipped; one that
 # fails to import is a bug and stops the daemon.
-HANDLER_MODULES = ("system", "containers", "images", "networks", "volumes", "build")
+HANDLER_MODULES = ("system", "containers", "archive", "images", "networks", "volumes", "build")
 
 
 def load_handlers() -> None:
