@@ -48,6 +48,8 @@ def compile_pattern(pattern: str) -> "re.Pattern":
     """"/containers/{id}/json" -> a regex whose named groups are the parameters:
     ^/containers/(?P<id>[^/]+)/json$. The literal parts are escaped ("." in "/_ping" is no wildcard)."""
     # --8<-- [start:ex-07-route]
+    # Walk the pattern's literal parts and {parameters}: escape each literal, make each {name} a
+    # named group of one segment ([^/]+), or of one or more ({name:.*}: .+); anchor both ends.
     regex = ""
     for literal, name, rest in re.findall(r"([^{]*)(?:\{(\w+)(:\.\*)?\})?", pattern):
         regex += re.escape(literal)

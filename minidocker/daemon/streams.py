@@ -24,6 +24,8 @@ RAW = "application/vnd.docker.raw-stream"
 def frame(stream: int, payload: bytes) -> bytes:
     """One frame: the 8-byte header, then the payload."""
     # --8<-- [start:ex-07-frame]
+    # The header: the stream's number in one byte, three zero bytes, the payload's length as a
+    # big-endian uint32 (struct's ">BxxxI"); then the payload.
     header = struct.pack(">BxxxI", stream, len(payload))  # B: one byte; xxx: three zero bytes; I: uint32
     return header + payload
     # --8<-- [end:ex-07-frame]

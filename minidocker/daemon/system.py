@@ -17,6 +17,8 @@ from minidocker.daemon.router import MIN_API_VERSION, route
 def identity_headers() -> dict[str, str]:
     """The headers on every answer: which API this is, and for which OS."""
     # --8<-- [start:ex-07-ping]
+    # Api-Version (our newest, API_VERSION), Docker-Experimental "false", Ostype "linux", and
+    # no caching of the answer (Cache-Control: no-cache, no-store, must-revalidate; Pragma: no-cache).
     return {"Api-Version": API_VERSION, "Docker-Experimental": "false", "Ostype": "linux", "Cache-Control": "no-cache, no-store, must-revalidate",
             "Pragma": "no-cache"}
     # --8<-- [end:ex-07-ping]
