@@ -36,11 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "transcripts"
 sys.path.insert(0, str(REPO))  # the reference package, also when run as a plain script
 
-from minidocker import lab  # noqa: E402
+from minidocker import lab, rootfs  # noqa: E402
 from minidocker.container import oci_defaults  # noqa: E402
 
 # How the pages show the places a run used (see the docstring), in the output and in commands.
 LAB_SHOWN, TMP_SHOWN, REPO_SHOWN = "/home/vagrant/lab", "/tmp", "/minidocker"
+ROOT_SHOWN, RUNTIME_ROOT_SHOWN = "/var/lib/minidocker", "/run/minidocker"  # the store's defaults
 SHOWN_ARGS = {"repo": REPO_SHOWN, "tmp": TMP_SHOWN, "lab": "~/lab", "newlab": "~/lab"}
 
 
@@ -55,6 +56,8 @@ class Step:
     until: str = ""  # a regex: run again until the output matches (a condition, with a deadline)
     table: bool = False  # the output is a table padded to its widest cell (realign it after showing)
     timeout: int = 60
+    exe: tuple[str, ...] = ()  # run this program instead of minidocker (`iptables`, `cat`)
+    capture: str = ""  # a regex on the output: its named groups are {NAME}s in later steps' args and keep
 
 
 class Session:
@@ -71,6 +74,7 @@ class Session:
                      "MINIDOCKER_ROOT": f"{self.tmp}/state", "MINIDOCKER_RUNTIME_ROOT": f"{self.tmp}/state/run",
                      "MINIDOCKER_CGROUP_PARENT": self.parent}
         self.places = {"repo": str(REPO), "tmp": self.tmp, "lab": f"{self.tmp}/lab", "newlab": f"{self.tmp}/new/lab"}
+        self.extra_env, self.captured = {}, {}  # a transcript's own (Transcript.env, own_store)
         self.cli("rootfs", f"{self.tmp}/rootfs")
         self.cli("lab", "init", self.places["lab"])
         # An OCI bundle from `runc spec`, made as docs/01-isolation.md#the-runtime-on-its-own says.
@@ -81,36 +85,55 @@ class Session:
         config["process"].update(terminal=False, args=["sleep", "1000"])
         Path(self.tmp, "bundle", "config.json").write_text(json.dumps(config, indent=2))
 
-    def cli(self, *args: str, cwd: str | None = None, timeout: int = 60) -> str:
+    def cli(self, *args: str, cwd: str | None = None, timeout: int = 60, exe: tuple[str, ...] = ()) -> str:
         # Output to a file, not a pipe: `runtime create` leaves a process that holds its stdout,
         # and reading a pipe to its end would wait for that process to exit.
         with tempfile.TemporaryFile("w+") as out:
-            subprocess.run([sys.executable, "-m", "minidocker", *args], cwd=cwd or REPO, env=self.env,
-                           stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+            subprocess.run([*(exe or (sys.executable, "-m", "minidocker")), *args], cwd=cwd or REPO,
+                           env=self.env | self.extra_env, stdin=subprocess.DEVNULL, stdout=out,
+                           stderr=subprocess.STDOUT, timeout=timeout)
             out.seek(0)
             return out.read()
 
+    @contextlib.contextmanager
+    def using(self, env: dict[str, str]):
+        """A transcript's own environment (and store) for its steps; what it captured is its own."""
+        self.extra_env, self.captured = env, {}
+        try:
+            yield
+        finally:
+            self.extra_env, self.captured = {}, {}
+
     def run(self, step: Step) -> str:
         """The step as the page shows it: the command line, then its output."""
-        args = [a.format(**self.places) for a in step.args]
+        args = [a.format(**self.places, **self.captured) for a in step.args]
+        keep = step.keep.format(**self.captured) if self.captured else step.keep
         cwd, deadline = step.cwd.format(**self.places), time.monotonic() + 10
-        out = self.cli(*args, cwd=cwd, timeout=step.timeout)
+        out = self.cli(*args, cwd=cwd, timeout=step.timeout, exe=step.exe)
         while step.until and not re.search(step.until, out, re.M) and time.monotonic() < deadline:
             time.sleep(0.05)
-            out = self.cli(*args, cwd=cwd, timeout=step.timeout)
+            out = self.cli(*args, cwd=cwd, timeout=step.timeout, exe=step.exe)
+        if step.capture:
+            found = re.search(step.capture, out, re.M)
+            assert found, f"`{' '.join(args)}` printed no match for {step.capture!r}:\n{out}"
+            self.captured |= found.groupdict()
         lines = [line.rstrip() for line in out.splitlines()]
-        if step.keep:
-            lines = [line for line in lines if re.search(step.keep, line)]
+        if keep:
+            lines = [line for line in lines if re.search(keep, line)]
+        while lines and not lines[-1]:
+            lines.pop()  # nslookup's blank lines at the end
         # Quoted as a shell needs it, but `~/lab` as typed: the shell expands it, sudo or not.
         shown_args = " ".join(a if re.fullmatch(r"~/[\w/.-]*", a) else shlex.quote(a)
-                              for a in (a.format(**SHOWN_ARGS) for a in step.args))
-        command = f"$ {step.prog} {shown_args}" + (f" | grep -E '{step.keep}'" if step.keep else "")
+                              for a in (a.format(**SHOWN_ARGS, **self.captured) for a in step.args))
+        command = f"$ {step.prog} {shown_args}" + (f" | grep -E '{keep}'" if keep else "")
         shown = [self.shown(line) for line in lines]
         return "\n".join([command + (f"    # {step.note}" if step.note else ""),
                           *(realign(shown) if step.table else shown)])
 
     def shown(self, text: str) -> str:
-        for real, shown in ((self.places["newlab"], LAB_SHOWN), (self.places["lab"], LAB_SHOWN),
+        env = self.env | self.extra_env  # a store of the transcript's own, shown where sudo's is
+        for real, shown in ((env["MINIDOCKER_RUNTIME_ROOT"], RUNTIME_ROOT_SHOWN), (env["MINIDOCKER_ROOT"], ROOT_SHOWN),
+                            (self.places["newlab"], LAB_SHOWN), (self.places["lab"], LAB_SHOWN),
                             (self.tmp, TMP_SHOWN), (str(REPO), REPO_SHOWN), (f"/{self.parent}/", "/minidocker/")):
             text = text.replace(real, shown)
         return re.sub(r"/([0-9a-f]{12})[0-9a-f]{52}\b", r"/\1…", text)  # a container id in a path, shortened
@@ -147,16 +170,45 @@ class Transcript:
     by_process: bool = False  # lines of several processes ("[who] ..."), interleaved as they ran
     cleanup: list[list[str]] = dataclasses.field(default_factory=list)  # commands run afterwards
     made_by: object = None  # or a function(session) -> text, for what is not a command's output
+    # Chapters 03-06: a store of its own, fresh (no image yet), torn down afterwards; and what it
+    # needs before its first step: files (path under the temp dir -> text), commands not shown.
+    own_store: bool = False
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    setup: list[list[str]] = dataclasses.field(default_factory=list)
 
     def record(self, session: Session) -> str:
-        try:
-            if self.made_by:
-                return self.made_by(session)
-            return "\n".join(session.run(step) for step in self.steps)
-        finally:
-            for args in self.cleanup:
-                session.cli(*[a.format(**session.places) for a in args])
-            shutil.rmtree(Path(session.places["newlab"]).parent, ignore_errors=True)  # lab-init's
+        env = dict(self.env)
+        if self.own_store:
+            root = f"{session.tmp}/stores/{self.name}"
+            shutil.rmtree(root, ignore_errors=True)
+            env |= {"MINIDOCKER_ROOT": root, "MINIDOCKER_RUNTIME_ROOT": f"{root}/run"}
+        with session.using(env):
+            try:
+                for path, text in self.files.items():
+                    Path(session.tmp, path).parent.mkdir(parents=True, exist_ok=True)
+                    Path(session.tmp, path).write_text(text)
+                for args in self.setup:
+                    session.cli(*[a.format(**session.places) for a in args])
+                if self.made_by:
+                    return self.made_by(session)
+                return "\n".join(session.run(step) for step in self.steps)
+            finally:
+                for args in self.cleanup:
+                    session.cli(*[a.format(**session.places) for a in args])
+                if self.own_store:
+                    teardown(session)
+                shutil.rmtree(Path(session.places["newlab"]).parent, ignore_errors=True)  # lab-init's
+
+
+def teardown(session: Session) -> None:
+    """Whatever a transcript's own store still has that lives outside it: containers (processes,
+    veths, DNAT rules), networks (bridges, rules) and volumes (a driver's mount)."""
+    ids = session.cli("ps", "-aq").split()
+    if ids:
+        session.cli("rm", "-f", "-v", *ids)
+    session.cli("network", "prune", "-f")
+    session.cli("volume", "prune", "-a", "-f")
 
 
 def md(*args, **kwargs) -> Step:
@@ -216,6 +268,16 @@ def exercise_docs(session: Session) -> str:
     return "\n".join([heading, "", "...", "", *block])
 
 
+# Chapters 03-06 run as `dockerd --bridge=none` would (a container that names no network gets
+# `none`: no default bridge stays behind), and their name responders never forward to the host's
+# resolvers (a closed port on loopback), as in the test suites.
+STORE_ENV = {"MINIDOCKER_BRIDGE": "none", "MINIDOCKER_DNS_UPSTREAM": "127.0.0.1:9"}
+BUSYBOX = ["run", "--rm", "busybox", "true"]  # setup: the embedded image, built before the steps
+AGO = r"((?:Less than a second|About an? \w+|\d+ \w+) ago)"  # images' CREATED, history's
+BUSYBOX_SIZE = r"\d(\.\d+)?MB\b"  # the host's busybox: its size, in images and history
+EPHEMERAL = r'(?:0\.0\.0\.0:|"HostPort":"|--dport |[0-9a-f]{12} )(\d+(?:/\d+)?)'  # a port, a pid/start
+HELLO = 'FROM busybox\nENV A=1\nRUN echo hi\nCMD ["sh"]\n'
+
 TRACE_HOST = r'/sys/fs/cgroup|mount\([^,]*, "/(proc|sys)/'  # cgroup files and mounts, masked paths
 
 TRANSCRIPTS = [
@@ -259,6 +321,103 @@ TRANSCRIPTS = [
     Transcript("exercise-blank", made_by=exercise_blank),
     Transcript("marker-error", made_by=marker_error),
     Transcript("exercise-docs", made_by=exercise_docs),
+    *[dataclasses.replace(t, own_store=True, env=STORE_ENV | t.env) for t in [
+        # 03 images. The busybox image is built from the host's /bin/busybox: its sizes (and its
+        # file's date) are the host's.
+        Transcript("run-image", [
+            md("run", "--rm", "busybox", "echo", "hi", note="a fresh store: no image yet"),
+            md("images"),
+            md("create", "--name", "web", "busybox"),
+            md("inspect", "-f", "{{{{.Image}}}} {{{{.Config.Image}}}}", "web"),
+            md("inspect", "-f", "{{{{json .GraphDriver}}}}", "web"),
+            md("rm", "web"),
+        ], volatile=AGO, host_specific=BUSYBOX_SIZE),
+        Transcript("image-names", [
+            md("tag", "busybox", "mybox:1"),
+            md("images", "--digests"),
+            md("image", "inspect", "-f", "{{{{.Id}}}} {{{{.RepoTags}}}}", "mybox:1"),
+            md("rmi", "mybox:1", note="one name of two: only untagged"),
+        ], volatile=AGO, host_specific=BUSYBOX_SIZE, setup=[BUSYBOX]),
+        Transcript("commit", [
+            md("run", "--name", "web", "busybox", "sh", "-c", "echo hi > /index.html && rm /bin/vi"),
+            md("commit", "-m", "add index", "-c", 'CMD ["cat", "/index.html"]', "web", "web:v1"),
+            md("run", "--rm", "web:v1"),
+            md("history", "web:v1"),
+            md("rm", "web"),
+        ], volatile=AGO, host_specific=BUSYBOX_SIZE, setup=[BUSYBOX]),
+        Transcript("save-load", [
+            md("save", "-o", "{tmp}/busybox.tar", "busybox"),
+            md("rmi", "busybox"),
+            md("load", "-i", "{tmp}/busybox.tar"),
+            md("images", "-q", note="the same ID: the archive holds the very blobs"),
+        ], setup=[BUSYBOX]),
+        # 04 networks: user networks only (no default bridge to leave behind); the iptables lines
+        # shown are those of this transcript's bridge and container, whatever else the host has.
+        Transcript("network-rules", [
+            md("network", "create", "web", capture=r"^(?P<net>[0-9a-f]{9})"),
+            md("network", "inspect", "-f", "{{{{range .IPAM.Config}}}}{{{{.Subnet}}}} {{{{.Gateway}}}}{{{{end}}}}", "web"),
+            md("-t", "nat", "-S", exe=("iptables",), prog="sudo iptables", keep="j MINIDOCKER|mdbr-{net}"),
+            md("network", "rm", "web"),
+            md("-t", "nat", "-S", exe=("iptables",), prog="sudo iptables", keep="mdbr-{net}",
+               note="nothing left"),
+        ]),
+        Transcript("publish", [
+            md("run", "-d", "--name", "web", "--network", "web", "-p", "80", "--expose", "443",
+               "busybox", "httpd", "-f", "-p", "80", capture=r"^(?P<cid>[0-9a-f]{12})"),
+            md("port", "web"),
+            md("port", "web", "80"),
+            md("inspect", "-f", "{{{{json .NetworkSettings.Ports}}}}", "web"),
+            md("-t", "nat", "-S", "MINIDOCKER", exe=("iptables",), prog="sudo iptables", keep="{cid}"),
+            md("rm", "-f", "web"),
+        ], volatile=EPHEMERAL, setup=[BUSYBOX, ["network", "create", "web"]]),
+        Transcript("isolation", [
+            md("network", "create", "front", capture=r"^(?P<a>[0-9a-f]{9})"),
+            md("network", "create", "back", capture=r"^(?P<b>[0-9a-f]{9})"),
+            md("-S", exe=("iptables",), prog="sudo iptables", keep="ISOLATION.*(mdbr-{a}|mdbr-{b})"),
+            md("network", "rm", "front", "back"),
+        ]),
+        Transcript("dns", [
+            md("run", "-d", "--name", "db", "--network", "web", "busybox", "sleep", "300"),
+            md("run", "--rm", "--network", "web", "busybox", "cat", "/etc/resolv.conf"),
+            md("run", "--rm", "--network", "web", "busybox", "nslookup", "db"),
+            md("run", "--rm", "--network", "web", "busybox", "nslookup", "nosuch",
+               note="a bare name is the network's own: never forwarded"),
+            md("rm", "-f", "db"),
+        ], setup=[BUSYBOX, ["network", "create", "web"]]),
+        # 05 volumes
+        Transcript("volume-commands", [
+            md("volume", "create", "--label", "tier=db", "data"),
+            md("volume", "ls"),
+            md("volume", "inspect", "data"),
+            md("volume", "rm", "data"),
+        ]),
+        Transcript("volume-persist", [
+            md("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f"),
+            md("run", "--rm", "-v", "data:/data", "busybox", "cat", "/data/f", note="another container, the same data"),
+            md("run", "-d", "--name", "web", "-v", "data:/data", "busybox", "sleep", "300"),
+            md("volume", "rm", "data"),
+            md("rm", "-f", "web"),
+            md("volume", "rm", "data"),
+        ], setup=[BUSYBOX]),
+        Transcript("volume-symlink", [
+            md("run", "--rm", "-v", "data:/v", "busybox", "touch", "/v/from-the-volume"),
+            md("run", "--name", "evil", "busybox", "ln", "-s", "/etc", "/data"),
+            md("commit", "evil", "evil", note="an image whose /data is a symlink to /etc"),
+            md("run", "--rm", "-v", "data:/data", "evil", "sh", "-c", "readlink /data; ls /etc"),
+            md("/etc/from-the-volume", exe=("ls",), prog="ls", note="the host's /etc: untouched"),
+            md("rm", "evil"),
+        ], setup=[BUSYBOX]),
+        # 06 build
+        Transcript("build", [
+            md("Dockerfile", exe=("cat",), prog="cat", cwd="{tmp}/hello"),
+            md("build", "-t", "hello", ".", cwd="{tmp}/hello"),
+        ], files={"hello/Dockerfile": HELLO}, setup=[BUSYBOX]),
+        Transcript("build-cache", [
+            md("build", "-t", "hello", ".", cwd="{tmp}/hello", note="the same again"),
+            md("-i", "s/A=1/A=2/", "Dockerfile", exe=("sed",), prog="sed", cwd="{tmp}/hello"),
+            md("build", "-t", "hello", ".", cwd="{tmp}/hello", note="step 2 changed: a miss from there on"),
+        ], files={"hello/Dockerfile": HELLO}, setup=[BUSYBOX, ["build", "-q", "-t", "hello", "{tmp}/hello"]]),
+    ]],
 ]
 BY_NAME = {t.name: t for t in TRANSCRIPTS}
 GRADE = "lab-grade"  # recorded by record_grade(), checked by replaying lab-grade.json
@@ -270,10 +429,14 @@ GRADE = "lab-grade"  # recorded by record_grade(), checked by replaying lab-grad
 def host() -> dict:
     """What makes a transcript differ between machines that run the same code: the cgroup mounts
     (v1, hybrid or v2), which of the paths a container hides this kernel has, and where the tools
-    are."""
+    are; and the busybox that the embedded image is made of (its size, its date)."""
+    import hashlib
+
     hidden = oci_defaults.MASKED_PATHS + oci_defaults.READONLY_PATHS
+    busybox = Path(rootfs.BUSYBOX)
     return {"cgroups": sorted(_cgroup_roots()), "paths": [p for p in hidden if os.path.exists(p)],
-            "tools": [shutil.which(t) for t in ("ip", "iptables")]}
+            "tools": [shutil.which(t) for t in ("ip", "iptables")],
+            "busybox": hashlib.sha256(busybox.read_bytes()).hexdigest() if busybox.exists() else None}
 
 
 def comparable(transcript: Transcript, text: str, same_host: bool = True) -> list[str]:
@@ -285,6 +448,8 @@ def comparable(transcript: Transcript, text: str, same_host: bool = True) -> lis
         if transcript.volatile:
             line = re.sub(transcript.volatile, lambda m: m[0].replace(m[1], "<v>"), line)
         line = re.sub(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{12}(…|\b)", "<id>", line)
+        line = re.sub(r"\bmdbr-[0-9a-f]{9}\b", "mdbr-<id>", line)  # a network's bridge: its id's
+        line = re.sub(r"\b10\.213\.\d+\.", "10.213.<n>.", line)  # the first /24 of the pool that is free
         line = re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d)?", "<time>", line)
         line = re.sub(r"(\[minidocker |host |\"pid\": )\d+", r"\1<pid>", line)
         line = re.sub(r"(\w+):\[\d+\]", r"\1:[<inode>]", line)  # a namespace, as setns names it
