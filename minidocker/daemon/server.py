@@ -176,6 +176,9 @@ class HijackedConn:
 
 class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True  # a container's long attach must not keep the daemon from exiting
+    # listen(2)'s backlog: socketserver's default is 5, and a sixth client connecting before we
+    # accept gets EAGAIN on a unix socket (50 `docker run` at once do). Go's net package asks 4096.
+    request_queue_size = 1024
     debug = False
 
     def server_bind(self):
