@@ -70,7 +70,8 @@ class Session:
         self.parent = os.environ.get("MINIDOCKER_CGROUP_PARENT", f"minidocker/md-docs-{os.getpid()}")
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith("MINIDOCKER_") and k not in ("CI", "PYTEST_CURRENT_TEST")}
-        self.env |= {"PYTHONPATH": str(REPO), "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1",
+        # As the suites of chapters 01-03 run (STORE_ENV): no default bridge, no DNS forwarding.
+        self.env |= STORE_ENV | {"PYTHONPATH": str(REPO), "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1",
                      "MINIDOCKER_ROOT": f"{self.tmp}/state", "MINIDOCKER_RUNTIME_ROOT": f"{self.tmp}/state/run",
                      "MINIDOCKER_CGROUP_PARENT": self.parent}
         self.places = {"repo": str(REPO), "tmp": self.tmp, "lab": f"{self.tmp}/lab", "newlab": f"{self.tmp}/new/lab"}
