@@ -185,6 +185,14 @@ def main(argv=None) -> int:
         return EXIT_ENGINE
 
 
+def confirm(warning: str) -> bool:
+    """The docker CLI's question before a prune. It asks on its input, a terminal or not, and
+    only "y" (or "Y") goes on."""
+    sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() == "y"
+
+
 def print_error(message: str) -> None:
     """`minidocker: MESSAGE` on stderr, on one line whatever the user typed: a newline in a name
     must not start a second line."""

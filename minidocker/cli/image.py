@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from minidocker.cli import print_error
+from minidocker.cli import confirm, print_error
 from minidocker.errors import MinidockerError
 
 
@@ -224,12 +224,8 @@ def cmd_image_prune(args) -> int:
     from minidocker.container.formatting import human_size
     from minidocker.image.remove import prune
 
-    if not args.force:
-        # The docker CLI asks on its input, terminal or not: only "y" or "Y" goes on.
-        sys.stdout.write(f"{PRUNE_WARNING[args.all]}\nAre you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() != "y":
-            return 0
+    if not args.force and not confirm(PRUNE_WARNING[args.all]):
+        return 0
     report = prune(all=args.all)
     if report["ImagesDeleted"]:
         print("Deleted Images:")

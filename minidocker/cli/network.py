@@ -81,11 +81,10 @@ def cmd_rm(args) -> int:
 def cmd_prune(args) -> int:
     from minidocker.network import networks
 
-    if not args.force:
-        print("WARNING! This will remove all custom networks not used by at least one container.\n"
-              "Are you sure you want to continue? [y/N] ", end="", flush=True)
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    from minidocker.cli import confirm
+
+    if not args.force and not confirm("WARNING! This will remove all custom networks not used by at least one container."):
+        return 0
     _sweep()
     removed = networks.prune()
     if removed:

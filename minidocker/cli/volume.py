@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from minidocker.cli import print_error
+from minidocker.cli import confirm, print_error
 from minidocker.errors import MinidockerError
 
 LS_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
@@ -174,11 +174,8 @@ def cmd_prune(args) -> int:
     from minidocker.container.formatting import human_size
     from minidocker.volume import volumes
 
-    if not args.force:
-        sys.stdout.write(f"{PRUNE_WARNING[args.all]}\nAre you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() != "y":
-            return 0
+    if not args.force and not confirm(PRUNE_WARNING[args.all]):
+        return 0
     report = volumes.prune(all=args.all)
     if report["VolumesDeleted"]:
         print("Deleted Volumes:")
