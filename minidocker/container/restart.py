@@ -62,13 +62,13 @@ def validate(host_config: dict) -> None:
         raise MinidockerError("can't create 'AutoRemove' container with restart policy", "drop --rm or --restart")
 
 
-# --8<-- [start:ex-07-restart-policy]
 def should_restart(policy: dict, exit_code: int, restart_count: int, manually_stopped: bool,
                    daemon_starting: bool = False) -> bool:
     """Whether a container that has exited is started again, as dockerd's restart manager decides:
     `always` restarts whatever the exit code, except after a `stop` (but a daemon that starts
     starts it again, even then); `unless-stopped` restarts unless it was stopped; `on-failure[:N]`
     restarts on a non-zero exit code, at most N times when N is given; `no` never."""
+    # --8<-- [start:ex-07-restart-policy]
     name = policy.get("Name") or "no"
     if name == "always":
         return daemon_starting or not manually_stopped
@@ -80,7 +80,7 @@ def should_restart(policy: dict, exit_code: int, restart_count: int, manually_st
         limit = policy.get("MaximumRetryCount") or 0
         return exit_code != 0 and (limit == 0 or restart_count < limit)
     return False
-# --8<-- [end:ex-07-restart-policy]
+    # --8<-- [end:ex-07-restart-policy]
 
 
 def next_delay(previous: float, ran_for: float) -> float:
