@@ -69,6 +69,8 @@ def should_restart(policy: dict, exit_code: int, restart_count: int, manually_st
     starts it again, even then); `unless-stopped` restarts unless it was stopped; `on-failure[:N]`
     restarts on a non-zero exit code, at most N times when N is given; `no` never."""
     # --8<-- [start:ex-07-restart-policy]
+    # The policy's Name ("" means "no"); `always` first (a daemon's start overrides a stop), then
+    # a user's stop ends every other policy; on-failure counts against MaximumRetryCount (0: no limit).
     name = policy.get("Name") or "no"
     if name == "always":
         return daemon_starting or not manually_stopped
