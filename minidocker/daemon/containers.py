@@ -110,7 +110,7 @@ def start(req, id):
     c = lifecycle.find(id)
     if c.state["Running"]:
         return Response(304)  # Docker: "container already started", as a 304 with no body
-    waiting = _attaching.pop(c.id, [])
+    waiting = [a for a in _attaching.pop(c.id, []) if a.upgraded.wait(5)]
     attach = waiting[0].engine_attach(c) if waiting else None
     try:
         pid = lifecycle.start(c.id, attach, detach=True)
@@ -221,10 +221,15 @@ class Attachment:
     supervisor, which writes the output to it (framed, or raw with a TTY) and, with -i, gives the
     container its input from it; this request's thread only waits for the container to end."""
 
-    def __init__(self, conn, want: dict):
-        self.conn, self.want = conn, want
+    def __init__(self, want: dict):
+        self.conn, self.want = None, want
+        self.upgraded = threading.Event()  # the 101 is sent: the supervisor may write after it
         self.done = threading.Event()
         self.started = False
+
+    def connected(self, conn) -> None:
+        self.conn = conn
+        self.upgraded.set()
 
     def engine_attach(self, c: records.Container):
         from minidocker.container.supervisor import Attach
@@ -255,21 +260,25 @@ def attach(req, id):
     tty = bool(c.record["Config"].get("Tty"))
     want = {name: req.flag(name) for name in ("stdin", "stdout", "stderr", "stream", "logs")}
     content_type = streams.RAW if tty else streams.MULTIPLEXED
+    # Registered now, before the 101 goes out: the client sends `start` as soon as it reads the
+    # 101, and a start that came before this thread got to run() would find nobody attached.
+    attachment = None
+    if want["stream"] and not c.state["Running"]:
+        attachment = Attachment(want)
+        _attaching.setdefault(c.id, []).append(attachment)
 
     def run(conn):
         if want["logs"]:
             _copy_log(c, conn.send, tty, want, follow=False)
-        if not want["stream"]:
-            return
-        if not c.state["Running"]:
-            attachment = Attachment(conn, want)
-            _attaching.setdefault(c.id, []).append(attachment)
+        if attachment:
+            attachment.connected(conn)  # the supervisor may write to it now
             emit("container", "attach", c.id, _actor(c))
             attachment.done.wait()
             if attachment.started:
                 _wait(c, "next-exit", 0 if c.id not in _exits else len(_exits[c.id]) - 1)
                 return
-        _copy_log(lifecycle.find(c.id), conn.send, tty, want, follow=True)  # already running: its output as logged
+        if want["stream"]:
+            _copy_log(lifecycle.find(c.id), conn.send, tty, want, follow=True)  # already running: its output as logged
 
     return Hijack(run, content_type)
 
