@@ -52,9 +52,29 @@ def inspect(ref: str) -> dict:
     """GET /containers/{id}/json: Docker's ContainerJSON (the fields that mean something here)."""
     c = find(ref)
     shown_state = {k: v for k, v in c.state.items() if not k.startswith("Supervisor")}
-    return {**c.record, "State": shown_state, "LogPath": c.log_path, "GraphDriver": graph_driver(c),
+    return {**c.record, "HostConfig": host_config(c.record.get("HostConfig") or {}),
+            "State": shown_state, "LogPath": c.log_path, "GraphDriver": graph_driver(c),
             "Mounts": c.record.get("Mounts") or [],  # Docker's MountPoints (chapter 05: volume/mounts.py)
             "NetworkSettings": network_settings(c)}
+
+
+def host_config(stored: dict) -> dict:
+    """HostConfig as dockerd shows it: the values a client left empty are the daemon's defaults,
+    filled in, not blank. Clients rely on them: docker-py's containers.run() reads
+    HostConfig.LogConfig.Type to decide whether it may read the container's logs."""
+    from minidocker.container import oci_defaults
+
+    shown = {**stored}
+    shown["LogConfig"] = {"Type": (stored.get("LogConfig") or {}).get("Type") or "json-file",
+                          "Config": (stored.get("LogConfig") or {}).get("Config") or {}}
+    defaults = {"NetworkMode": "bridge", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                "IpcMode": "private", "CgroupnsMode": "private", "ShmSize": oci_defaults.SHM_SIZE,
+                "Runtime": "runc", "MaskedPaths": oci_defaults.default_masked_paths(),
+                "ReadonlyPaths": list(oci_defaults.READONLY_PATHS)}
+    for key, value in defaults.items():
+        if not shown.get(key) or (key == "NetworkMode" and shown[key] == "default"):
+            shown[key] = value
+    return shown
 
 
 def graph_driver(c: records.Container) -> dict:
