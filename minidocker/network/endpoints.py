@@ -18,15 +18,23 @@ from minidocker import store
 from minidocker.network import dns, firewall, ipam, netns, networks
 
 _host = None
+_host_pid = 0  # the process that opened _host
 
 
 def host_netlink():
-    """One netlink socket to the host's namespace, opened on first use."""
-    global _host
+    """One netlink socket to the host's namespace, opened on first use in this process.
+
+    A supervisor forked by the daemon (chapter 07) closes every fd it inherited, this socket's
+    too: the number may since name another file (ENOTSOCK), so it opens its own and forgets the
+    old object without closing it (closing would close whatever now has that number)."""
+    global _host, _host_pid
+    if _host is not None and _host_pid != os.getpid():
+        _host.sock.detach()
+        _host = None
     if _host is None:
         from minidocker.network.netlink import Netlink
 
-        _host = Netlink()
+        _host, _host_pid = Netlink(), os.getpid()
     return _host
 
 
