@@ -40,6 +40,8 @@ def check(host_config: dict, networking: dict | None) -> dict:
     Returns the NetworkingConfig to keep in the container's record."""
     mode = host_config["NetworkMode"] = mode_of(host_config)
     endpoints = dict((networking or {}).get("EndpointsConfig") or {})
+    if "default" in endpoints:  # the docker CLI names the endpoint as it names the mode: "default"
+        endpoints.setdefault(mode, endpoints.pop("default"))
     if mode.startswith("container:"):
         from minidocker.container.records import find
 
