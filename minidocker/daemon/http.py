@@ -32,7 +32,8 @@ class ApiError(Exception):
 # InvalidParameter...). Our engine raises one type, MinidockerError, whose words say the kind, as
 # Docker's messages do: "No such container: x" is a 404 in both.
 _STATUS_BY_WORDS = [
-    (re.compile(r"^(No such|no such|page not found|not found|Could not find)"), 404),
+    # Anywhere in the message: the engine's "network x not found", "get x: no such volume".
+    (re.compile(r"(?i)no such|not found|could not find"), 404),
     (re.compile(r"(?i)conflict|already in use|already exists|is already (running|paused)|is not running|"
                 r"is paused|cannot (remove|kill|pause|unpause|stop)|You cannot remove"), 409),
     (re.compile(r"(?i)permission denied|unauthorized"), 403),
