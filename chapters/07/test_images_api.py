@@ -227,7 +227,7 @@ def test_network_create_connect_inspect(docker, busybox):
     assert missing.returncode == 1 and "md-s2-front" in missing.stderr, f"{missing.stderr!r}"
 
 
-def test_volume_create_ls_and_run_with_v(docker, busybox):
+def test_volume_create_ls_and_run_with_v(docker, daemon, busybox):
     ok(docker("volume", "create", "--label", "md=s2", "md-s2-data"), "docker volume create", "networks-and-volumes")
     try:
         listing = ok(docker("volume", "ls", "--filter", "label=md=s2", "--format", "{{.Name}} {{.Driver}}"), "volume ls")
@@ -237,6 +237,11 @@ def test_volume_create_ls_and_run_with_v(docker, busybox):
         read = ok(docker("run", "--rm", "--network", "none", "-v", "md-s2-data:/data:ro", "busybox", "cat", "/data/f"),
                   "docker run -v VOLUME:/data:ro")
         assert read.strip() == "kept", f"a named volume outlives its container: {read!r} (see {DOCS}#networks-and-volumes)"
+        status, _, usage = daemon.api("GET", "/system/df")
+        volume = [v for v in usage.get("Volumes") or [] if v["Name"] == "md-s2-data"] if status == 200 else []
+        assert volume and volume[0]["UsageData"] == {"Size": 5, "RefCount": 0}, (
+            f"/system/df: the volume's 5 bytes, used by no container: {status} {usage} (see {DOCS}#system-df)")
+        assert "Local Volumes" in ok(docker("system", "df"), "docker system df", "system-df")
     finally:
         ok(docker("volume", "rm", "md-s2-data"), "docker volume rm")
     missing = docker("volume", "inspect", "md-s2-data")

@@ -107,7 +107,8 @@ def list_containers(all: bool = False) -> list[dict]:
              "Command": " ".join(c.record["Config"]["Cmd"] or []),
              "Created": int(datetime.strptime(c.record["Created"][:19], "%Y-%m-%dT%H:%M:%S")
                             .replace(tzinfo=timezone.utc).timestamp()),
-             "State": c.state["Status"], "Status": status_line(c), "Ports": ports.summary(c), "Labels": {}, "Mounts": [],
+             "State": c.state["Status"], "Status": status_line(c), "Ports": ports.summary(c), "Labels": {},
+             "Mounts": c.record.get("Mounts") or [],
              "NetworkSettings": {"Networks": network_settings(c)["Networks"]}} for c in shown]
 
 

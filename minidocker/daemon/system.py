@@ -71,6 +71,61 @@ def _cgroup_version() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# /system/df: what the store holds, and what could go
+
+@route("GET", "/system/df")
+def disk_usage(req):
+    """`docker system df`: the CLI sums these lists itself. An image, a container or a volume is
+    "active" when something uses it (Containers, State running, UsageData.RefCount), and only the
+    rest counts as reclaimable; a layer shared by two images is freed with the last of them."""
+    from minidocker.container import inspect as containers, lifecycle
+    from minidocker.image import inspect as images, layers
+    from minidocker.image.layout import Layout
+    from minidocker.volume import volumes
+
+    records = lifecycle.all_containers()
+    users: dict[str, int] = {}  # image id -> containers made from it
+    for c in records:
+        users[c.record.get("Image", "")] = users.get(c.record.get("Image", ""), 0) + 1
+    stored = Layout().images()
+    chains = {image.id: images.chain_ids(image) for image in stored}
+    sharing: dict[str, int] = {}  # layer (chain id) -> images that have it
+    for ids in chains.values():
+        for chain in set(ids):
+            sharing[chain] = sharing.get(chain, 0) + 1
+    layer_size = {chain: layers.size(chain) for chain in sharing}
+    summaries = images.list_images(all=True)
+    for summary in summaries:
+        summary["Containers"] = users.get(summary["Id"], 0)
+        summary["SharedSize"] = sum(layer_size[ch] for ch in set(chains.get(summary["Id"], [])) if sharing[ch] > 1)
+    rows = containers.list_containers(all=True)
+    by_id = {c.id: c for c in records}
+    for row in rows:
+        c = by_id.get(row["Id"])
+        row["SizeRw"] = _tree_size(c.upperdir) if c and c.upperdir else 0
+        row["SizeRootFs"] = row["SizeRw"] + sum(s["Size"] for s in summaries if s["Id"] == c.record.get("Image"))
+    in_use = volumes.in_use()
+    found = volumes.list_volumes()
+    for v in found:
+        v["UsageData"] = {"Size": volumes.data_size(v["Name"]), "RefCount": len(in_use.get(v["Name"], []))}
+    return Response(200, {"LayersSize": sum(layer_size.values()), "Images": summaries, "Containers": rows,
+                          "Volumes": found, "BuildCache": []})  # the classic builder keeps no cache of its own
+
+
+def _tree_size(top: str) -> int:
+    """The bytes of the files under `top`, a hard-linked file once (a container's SizeRw: its
+    writable layer)."""
+    seen, total = set(), 0
+    for dirpath, _, files in os.walk(top):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
 # /events: what happened, as it happens
 
 import queue  # noqa: E402
