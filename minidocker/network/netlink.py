@@ -25,8 +25,8 @@ from minidocker import linux
 
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 17, 18, 20, 24, 26
-MESSAGE_NAMES = {16: "RTM_NEWLINK", 17: "RTM_DELLINK", 18: "RTM_GETLINK", 20: "RTM_NEWADDR",
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 17, 18, 20, 22, 24, 26
+MESSAGE_NAMES = {16: "RTM_NEWLINK", 17: "RTM_DELLINK", 18: "RTM_GETLINK", 20: "RTM_NEWADDR", 22: "RTM_GETADDR",
                  24: "RTM_NEWROUTE", 26: "RTM_GETROUTE"}
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
@@ -167,6 +167,11 @@ class Netlink:
         self.request(self.ifaddrmsg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
                      {"family": socket.AF_INET, "prefixlen": prefixlen, "index": index},
                      [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)], f"{ip}/{prefixlen} index {index}")
+
+    def addresses(self, index: int) -> list[tuple[str, int]]:
+        """`ip -4 addr show dev DEV`: the link's IPv4 addresses, as (ip, prefix length)."""
+        found = self.request(self.ifaddrmsg, RTM_GETADDR, NLM_F_DUMP, {"family": socket.AF_INET}, [], "dump")
+        return [(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in found if a["index"] == index]
 
     def add_default_route(self, gateway: str) -> None:
         """`ip route add default via GATEWAY`: everything not on the subnet goes to the bridge."""

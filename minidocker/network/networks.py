@@ -105,12 +105,28 @@ def _make_predefined(have: set[str]) -> None:
             if name in have:
                 continue
             if name == "bridge":
-                subnet = free_subnet([])
-                net = _record(name, driver, subnet, ipam.to_ip(ipam.parse_subnet(subnet)[0] + 1), options={
+                subnet, gateway = _bridge_in_place() or (free_subnet([]), None)
+                gateway = gateway or ipam.to_ip(ipam.parse_subnet(subnet)[0] + 1)
+                net = _record(name, driver, subnet, gateway, options={
                     "com.docker.network.bridge.default_bridge": "true", "com.docker.network.bridge.name": default_bridge()})
             else:
                 net = _record(name, driver)
             _write(net)
+
+
+def _bridge_in_place() -> tuple[str, str] | None:
+    """(subnet, gateway) of the default bridge when the link exists already: it outlives a store,
+    as docker0 outlives dockerd, and a new store (another MINIDOCKER_ROOT, a daemon's) must put
+    its containers on the bridge's subnet, not on a fresh one nothing routes. dockerd, too, takes
+    docker0's address when it finds one."""
+    from minidocker.network.endpoints import host_netlink
+
+    nl = host_netlink()
+    index = nl.link_index(default_bridge())
+    for ip, prefix in nl.addresses(index) if index is not None else []:
+        start = ipam.to_int(ip) & ipam.mask(prefix)
+        return f"{ipam.to_ip(start)}/{prefix}", ip
+    return None
 
 
 def get(ref: str) -> dict:
