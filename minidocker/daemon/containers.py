@@ -198,6 +198,12 @@ def _wait(c: records.Container, condition: str, seen: int) -> dict:
             now = lifecycle.find(c.id)
         except MinidockerError:
             now = None  # removed
+        if now is None and ours and not exited:
+            # `run --rm`: our supervisor removes the container, then exits with its code; the
+            # exit code is only ours once we have reaped it (the reap thread notifies).
+            with _changed:
+                _changed.wait(0.2)
+            continue
         if not ours and now is not None:  # a supervisor forked by someone else: watch its state
             if was_running and not now.state["Running"]:
                 exited, code = True, now.state["ExitCode"]
@@ -437,7 +443,7 @@ def exec_start(req, id):
                 else:
                     os.dup2(null, 1)
                     os.dup2(null, 2)
-                _close_fds_but({sock.fileno(), *(c._args[0] for c in copiers)})
+                _close_fds_but({null, sock.fileno(), *(c._args[0] for c in copiers)})  # null: for the dup2s below
                 for c in copiers:
                     c.start()
                 code = execs.exec_start(id, attach) or 0
