@@ -272,8 +272,10 @@ def serve(hosts: list[str], debug: bool = False) -> None:
     try:
         threads[0].join()
     finally:
+        # The process is ending (SIGTERM, ^C): close the listening sockets and remove the socket
+        # file. No shutdown(): it waits for serve_forever's next poll, up to half a second, and the
+        # accept threads are daemon threads that end with the process anyway.
         for s in servers:
-            s.shutdown()
             s.server_close()
             if isinstance(s, UnixServer):
                 try:
