@@ -171,6 +171,7 @@ def remove(req, id):
     return Response(204)
 
 
+# --8<-- [start:wait]
 @route("POST", "/containers/{id}/wait")
 def wait(req, id):
     """Headers at once, the body when the condition holds: the docker CLI waits for the headers
@@ -183,6 +184,7 @@ def wait(req, id):
         seen = len(_exits.get(c.id, []))
     return StreamResponse(200, json_lines(_wait(c, condition, seen) for _ in [1]))  # evaluated after the headers
 
+# --8<-- [end:wait]
 
 def _wait(c: records.Container, condition: str, seen: int) -> dict:
     was_running = c.state["Running"]
@@ -260,6 +262,7 @@ class Attachment:
         self.done.set()
 
 
+# --8<-- [start:attach]
 @route("POST", "/containers/{id}/attach")
 def attach(req, id):
     c = lifecycle.find(id)
@@ -288,6 +291,7 @@ def attach(req, id):
 
     return Hijack(run, content_type)
 
+# --8<-- [end:attach]
 
 def _copy_log(c, send, tty: bool, want: dict, follow: bool, tail: str = "0") -> None:
     out = streams.FramedWriter(send if want["stdout"] else (lambda d: None), streams.STDOUT, raw=tty)

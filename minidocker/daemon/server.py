@@ -121,6 +121,7 @@ class Handler(BaseHTTPRequestHandler):
             if close:
                 close()  # a generator's `finally` runs now: a follower lets go of its file
 
+    # --8<-- [start:hijack]
     def hijack(self, req: Request, hijack: Hijack) -> None:
         """`Connection: Upgrade` + `Upgrade: tcp` asks us to stop speaking HTTP: we answer 101
         and the socket becomes a plain byte pipe both ways (docs/07-daemon.md#the-hijack)."""
@@ -140,6 +141,7 @@ class Handler(BaseHTTPRequestHandler):
             hijack.run(HijackedConn(self))
         except (BrokenPipeError, ConnectionResetError):
             pass
+    # --8<-- [end:hijack]
 
     def log_message(self, format, *args):
         if self.server.debug:
