@@ -202,8 +202,8 @@ def _others_resources(own_root: str) -> tuple[set[str], set[str]]:
     """Bridges and container-id prefixes (9 hex, as in veth and rule names) recorded by OTHER
     stores on this machine: other sessions' roots (and roots inside them), a helper's /tmp/md-*
     root, the real /var/lib/minidocker. Their links and rules are not this session's leaks.
-    Read before the links: a store writes its record before it makes the link, and removes
-    the link before the record."""
+    A store writes its record before it makes the link, and removes the link before the record:
+    a link seen both before and after these records were read has its record among them."""
     import glob
     import json
     tmp = tempfile.gettempdir()
@@ -312,11 +312,10 @@ def snapshot(root: str, cgroup_parent: str) -> dict[str, set]:
                 procs.update(int(p) for p in f.read().split())
         except OSError:
             pass
-    bridges, containers = _others_resources(root)
+    # Links and rules as found: whose they are is asked in leaked(), only when they changed.
     return {
-        "mounts": _mounts(root), "links": {n for n in _links() if not _foreign(n, bridges, containers)},
-        "netns": _netns(), "cgroups": _cgroups(cgroup_parent),
-        "iptables": _own_rules(_iptables(), bridges, containers), "processes": procs,
+        "mounts": _mounts(root), "links": _links(), "netns": _netns(), "cgroups": _cgroups(cgroup_parent),
+        "iptables": _iptables(), "processes": procs, "root": root,
     }
 
 
@@ -335,7 +334,17 @@ def remove_session_bridge() -> None:
 
 
 def leaked(before: dict, after: dict) -> dict[str, set]:
-    return {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}
+    found = {kind: after[kind] - before[kind] for kind in ("mounts", "netns", "cgroups", "processes")}
+    # Other stores' links and rules are not leaks. Reading their records takes a while (every
+    # /tmp/md-* root): only when the links or rules changed during the test. Those still there
+    # after the records were read are judged by them (see _others_resources).
+    if after["links"] - before["links"] or after["iptables"] != before["iptables"]:
+        bridges, containers = _others_resources(after["root"])
+        links, rules = _links(), _iptables()
+        found["links"] = {n for n in (after["links"] - before["links"]) & links if not _foreign(n, bridges, containers)}
+        found["iptables"] = (_own_rules(after["iptables"], bridges, containers)
+                             - _own_rules(before["iptables"], bridges, containers)) & rules
+    return {kind: things for kind, things in found.items() if things}
 
 
 def clean(leaks: dict[str, set]) -> None:
