@@ -34,10 +34,24 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# The docker CLI: chapter 07's suite drives minidocker's daemon with it (and docker-py), and
+# tests/ compare our requests with its own. Debian ships it in docker.io, with dockerd: only the
+# CLI is used, so the package's scripts may not start a dockerd (policy-rc.d says no), and on a
+# booted machine its units stay off until a chapter asks for a real Docker beside minidocker.
+docker_cli=0
+command -v docker >/dev/null || { missing+=(docker.io); docker_cli=1; }
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
+  policy=/usr/sbin/policy-rc.d
+  if [ "$docker_cli" = 1 ] && [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT  # ours only: it is removed however the install ends
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$docker_cli" = 1 ] && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # --- the virtualenv ----------------------------------------------------------------------------
