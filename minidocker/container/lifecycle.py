@@ -31,6 +31,17 @@ def refresh(c: records.Container) -> records.Container:
     """Recover from a supervisor that died (SIGKILL, OOM, a reboot): release what it held."""
     sup = c.state.get("SupervisorPid", 0)
     if sup and not records.alive(sup, c.state.get("SupervisorStart")):
+        # What we read may be older than the supervisor's last words: one that exited normally
+        # recorded its exit code and SupervisorPid 0 (and, with --rm, removed the directory) just
+        # before it died. Now that it is dead the file is final: read it again, and only if it
+        # still names that supervisor was it killed. (Without this, a `ps` in another thread of
+        # the daemon turned a clean exit 0 into 137, or wrote into a removed directory.)
+        try:
+            c.state = store.read_json(os.path.join(c.dir, "state.json"))
+        except FileNotFoundError:
+            raise MinidockerError(f"No such container: {c.name}", "it was removed") from None
+        if c.state.get("SupervisorPid", 0) != sup:
+            return c
         # The container died with it (PDEATHSIG), unless it raced: delete kills what is left.
         runtime.delete(c.id, force=True)
         sandbox.down(c)  # its veths, addresses and namespace file (chapter 04)
