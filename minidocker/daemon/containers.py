@@ -179,9 +179,12 @@ def wait(req, id):
     condition = req.arg("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise ApiError(400, f"invalid condition: {condition!r}")
-    c = lifecycle.find(id)
+    # Count the exits we know of *before* reading the container: one reaped between the two would
+    # otherwise be counted as old, and the state read before it would give a stale exit code.
     with _changed:
-        seen = len(_exits.get(c.id, []))
+        known = {cid: len(codes) for cid, codes in _exits.items()}
+    c = lifecycle.find(id)  # gone already (a --rm container that ended): 404, as Docker answers
+    seen = known.get(c.id, 0)
     return StreamResponse(200, json_lines(_wait(c, condition, seen) for _ in [1]))  # evaluated after the headers
 
 # --8<-- [end:wait]
