@@ -72,6 +72,7 @@ Refused client-side (nothing POSTed; exit 125, message then usage on stderr):
 import http.server
 import json
 import os
+import re
 import shutil
 import socketserver
 import subprocess
@@ -143,10 +144,15 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True  # a connection the CLI left open never blocks shutdown or exit
 
 
-def docker_available():
-    """True if a working `docker` CLI is on PATH (no engine is needed)."""
+def docker_available(min_major: int = 0):
+    """True if a working `docker` CLI is on PATH (no engine is needed), of version `min_major` or
+    newer ("Docker version 28.2.2, build e6534b4" is 28)."""
     exe = shutil.which("docker")
-    return bool(exe) and subprocess.run([exe, "--version"], capture_output=True).returncode == 0
+    if not exe:
+        return False
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    major = re.search(r"version (\d+)\.", out.stdout)
+    return out.returncode == 0 and bool(major) and int(major.group(1)) >= min_major
 
 
 def record_raw(argv, timeout=10, env=None):

@@ -29,7 +29,9 @@ Replay = importlib.import_module("tests.docker_cli_replay").Replay
 
 @pytest.fixture(scope="module")
 def docker():
-    harness.need(docker_cli.docker_available(), "the docker CLI (no daemon): apt-get install docker.io")
+    # The tables follow the docker CLI of today (23 and newer); Debian 12's docker.io is 20.10,
+    # which pads wide (CJK) characters differently: its rendering is not the one to compare with.
+    harness.need(docker_cli.docker_available(23), "a docker CLI 23 or newer (no daemon), to compare the tables with")
     routes = {}
     with Replay(routes) as engine:
         def run(answers: dict, *argv: str) -> str:

@@ -133,12 +133,17 @@ def _new_directory(path: str) -> int:
 
 
 def _disk_usage(path: str) -> int:
-    """The size Docker shows for a layer: the apparent size of everything in it."""
-    total = 0
+    """The size Docker shows for a layer: the apparent size of its files and links, each inode
+    once (a hard link is not a second copy). Directories do not count: their size is the
+    filesystem's bookkeeping (4096 on ext4, something else on tmpfs), not the layer's content."""
+    total, seen = 0, set()
     for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             with contextlib.suppress(FileNotFoundError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
+                st = os.lstat(os.path.join(dirpath, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
     return total
 
 
