@@ -13,10 +13,12 @@ An OCI config has no "parent" field: the image a `commit` started from is found 
 as the image whose history and layers are a prefix of this one's (`parent_of`).
 """
 
+import os
 import re
 import time
 from datetime import datetime, timezone
 
+from minidocker import store
 from minidocker.errors import MinidockerError
 from minidocker.image import reference
 from minidocker.image.layout import Image, Layout
@@ -144,6 +146,8 @@ def _graph_driver(image: Image) -> dict:
 def inspect_image_or_none(text: str) -> dict | None:
     """For `minidocker inspect NAME`: Docker looks for a container first, then for an image of
     that name. None when there is no such image (the caller reports "No such object")."""
+    if not os.path.exists(os.path.join(store.root(), "images", "index.json")):
+        return None  # no image store yet (a machine that never had an image): nothing to look in
     try:
         return inspect(text)
     except MinidockerError:
