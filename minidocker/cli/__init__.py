@@ -185,6 +185,28 @@ def main(argv=None) -> int:
         return EXIT_ENGINE
 
 
+def each(refs: list[str], action, failure_code: int | None = None) -> int:
+    """Docker's way with NAME...: act on each in turn, print what it did (the lines `action`
+    returns, or the name itself), and report the ones that failed, one line each, at the end
+    instead of stopping at the first. The exit code is the last failure's (or `failure_code`)."""
+    failed = []
+    for ref in refs:
+        try:
+            lines = action(ref)
+        except MinidockerError as e:
+            if os.environ.get("MINIDOCKER_DEBUG"):
+                raise
+            failed.append(e)
+            continue
+        for line in [ref] if lines is None else lines:
+            print(line, flush=True)
+    for e in failed:
+        print_error(str(e))
+    if not failed:
+        return 0
+    return failure_code if failure_code is not None else failed[-1].exit_code
+
+
 def confirm(warning: str) -> bool:
     """The docker CLI's question before a prune. It asks on its input, a terminal or not, and
     only "y" (or "Y") goes on."""

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from minidocker.cli import print_error
+from minidocker.cli import each, print_error
 from minidocker.cli.create_flags import create_body, parse_env
 from minidocker.container import lifecycle
 from minidocker.container.supervisor import Attach
@@ -188,26 +188,8 @@ def _inspect(ref: str, kind: str | None) -> dict:
     return found
 
 
-def _each(refs: list[str], action) -> int:
-    """Docker's way with CONTAINER...: act on each, print the name of each one that worked, and
-    report the ones that failed (one line each) at the end, instead of stopping at the first."""
-    failed = []
-    for ref in refs:
-        try:
-            action(ref)
-        except MinidockerError as e:
-            if os.environ.get("MINIDOCKER_DEBUG"):
-                raise
-            failed.append(e)
-            continue
-        print(ref, flush=True)
-    for e in failed:  # one line each, as main() prints an error
-        print_error(str(e))
-    return failed[-1].exit_code if failed else 0
-
-
 def cmd_stop(args) -> int:
-    return _each(args.containers, lambda ref: lifecycle.stop(ref, args.time))
+    return each(args.containers, lambda ref: lifecycle.stop(ref, args.time))
 
 
 def cmd_wait(args) -> int:
@@ -219,19 +201,19 @@ def cmd_wait(args) -> int:
 
 def cmd_kill(args) -> int:
     lifecycle.parse_signal(args.signal)  # a bad signal is refused before any container is touched
-    return _each(args.containers, lambda ref: lifecycle.kill(ref, args.signal))
+    return each(args.containers, lambda ref: lifecycle.kill(ref, args.signal))
 
 
 def cmd_rm(args) -> int:
-    return _each(args.containers, lambda ref: lifecycle.remove(ref, force=args.force, volumes=args.volumes))
+    return each(args.containers, lambda ref: lifecycle.remove(ref, force=args.force, volumes=args.volumes))
 
 
 def cmd_pause(args) -> int:
-    return _each(args.containers, lifecycle.pause)
+    return each(args.containers, lifecycle.pause)
 
 
 def cmd_unpause(args) -> int:
-    return _each(args.containers, lifecycle.unpause)
+    return each(args.containers, lifecycle.unpause)
 
 
 def cmd_stats(args) -> int:

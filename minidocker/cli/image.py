@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from minidocker.cli import confirm, print_error
+from minidocker.cli import confirm, each, print_error
 from minidocker.errors import MinidockerError
 
 
@@ -195,19 +195,9 @@ def cmd_rmi(args) -> int:
     """Each image in turn, printing what was untagged and deleted; the failures at the end."""
     from minidocker.image.remove import remove
 
-    failed = []
-    for name in args.images:
-        try:
-            for record in remove(name, force=args.force):
-                kind, what = next(iter(record.items()))
-                print(f"{kind}: {what}", flush=True)
-        except MinidockerError as e:
-            if os.environ.get("MINIDOCKER_DEBUG"):
-                raise
-            failed.append(e)
-    for e in failed:
-        print_error(str(e))
-    return failed[-1].exit_code if failed else 0
+    def untag_or_delete(name):
+        return [f"{kind}: {what}" for record in remove(name, force=args.force) for kind, what in record.items()]
+    return each(args.images, untag_or_delete)
 
 
 def _rmi_flags(p) -> None:

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from minidocker.cli import confirm, print_error
+from minidocker.cli import confirm, each, print_error
 from minidocker.errors import MinidockerError
 
 LS_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
@@ -147,18 +147,8 @@ def cmd_rm(args) -> int:
     """Each volume in turn, printing its name once removed; the failures at the end."""
     from minidocker.volume import volumes
 
-    failed = []
-    for name in args.volumes:
-        try:
-            volumes.remove(name, force=args.force)
-            print(name, flush=True)
-        except MinidockerError as e:
-            if os.environ.get("MINIDOCKER_DEBUG"):
-                raise
-            failed.append(e)
-    for e in failed:
-        print_error(str(e))
-    return 1 if failed else 0
+    # The docker CLI's `volume rm` exits 1 on any failure.
+    return each(args.volumes, lambda name: volumes.remove(name, force=args.force), failure_code=1)
 
 
 def _rm_flags(p) -> None:
