@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from minidocker.cli import each, print_error
+from minidocker.cli import each
 from minidocker.cli.create_flags import create_body, parse_env
 from minidocker.container import lifecycle
 from minidocker.container.supervisor import Attach

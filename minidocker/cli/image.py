@@ -7,7 +7,6 @@ same Go-template tables as `ps` (container/formatting.py), so `--format` works a
 """
 
 import json
-import os
 import sys
 import time
 

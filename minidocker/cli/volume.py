@@ -7,7 +7,6 @@ engine (no such volume, in use) exits 1.
 """
 
 import json
-import os
 import sys
 
 from minidocker.cli import confirm, each, print_error
