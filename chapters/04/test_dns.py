@@ -223,6 +223,19 @@ def test_responder_answers_its_names_and_forwards_the_rest(responder, upstream, 
         f"{OUTSIDE_NAME} should be forwarded to the upstream and its answer passed back, got {reply} (see {DOCS})")
 
 
+def test_responder_answers_its_names_in_the_order_asked(responder):
+    # busybox's nslookup asks for A and AAAA at once and prints each reply as it comes: the
+    # network's own names must come back in the order asked, or its output changes run to run.
+    asked = [DNSRecord.question(name, qtype) for _ in range(10) for name in ("web", "db") for qtype in ("A", "AAAA")]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        for q in asked:
+            s.sendto(q.pack(), responder.server)
+        replies = [DNSRecord.parse(s.recv(65535)) for _ in asked]
+    assert [r.header.id for r in replies] == [q.header.id for q in asked], (
+        f"replies to local names must come back in the order of the queries (see {DOCS})")
+
+
 def test_responder_rereads_its_records_and_stops_without_them(responder):
     server, records = responder.server, responder.records
     data = json.loads(records.read_text())

@@ -124,14 +124,18 @@ def _ask_tcp(packet: bytes, server: tuple[str, int]) -> bytes:
 # --8<-- [end:forward]
 
 
-def respond(packet: bytes, records: Records, tcp: bool) -> "bytes | None":
-    """The bytes to send back for one query packet; None to stay silent (not a DNS query)."""
+def parse_query(packet: bytes) -> "DNSRecord | None":
+    """The query in a packet; None for anything else (a resolver drops garbage rather than
+    answer a random sender)."""
     try:
         query = DNSRecord.parse(packet)
     except (DNSError, ValueError, IndexError, struct.error):
-        return None  # garbage: a resolver drops it rather than answer a random sender
-    if query.header.qr or not query.questions:
         return None
+    return None if query.header.qr or not query.questions else query
+
+
+def local_reply(query: DNSRecord, records: Records) -> "bytes | None":
+    """The reply from the network's own names; None when the name is not ours to answer."""
     records.fresh()
     try:
         reply = answer(query, records.names)
@@ -139,8 +143,11 @@ def respond(packet: bytes, records: Records, tcp: bool) -> "bytes | None":
         print(f"dns_responder: {query.q.qname}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         reply = query.reply()
         reply.header.rcode = RCODE.SERVFAIL  # the client learns at once, rather than time out
-    if reply is not None:
-        return reply.pack()
+    return None if reply is None else reply.pack()
+
+
+def upstream_reply(packet: bytes, query: DNSRecord, records: Records, tcp: bool) -> bytes:
+    """The reply for a name that is not the network's: the upstream's, or our refusal."""
     if records.upstreams:
         forwarded = forward(packet, records.upstreams, tcp)
         if forwarded is not None:
@@ -167,9 +174,18 @@ def _read_exactly(conn: socket.socket, n: int) -> "bytes | None":
 
 
 def _answer_udp(sock: socket.socket, packet: bytes, client, records: Records) -> None:
-    reply = respond(packet, records, tcp=False)
+    query = parse_query(packet)
+    if query is None:
+        return
+    reply = local_reply(query, records)
     if reply is not None:
         sock.sendto(reply, client)
+    else:  # only a forward can be slow: it waits in a thread of its own
+        threading.Thread(target=_forward_udp, args=(sock, packet, query, client, records), daemon=True).start()
+
+
+def _forward_udp(sock: socket.socket, packet: bytes, query: DNSRecord, client, records: Records) -> None:
+    sock.sendto(upstream_reply(packet, query, records, tcp=False), client)
 
 
 def _serve_tcp(conn: socket.socket, records: Records) -> None:
@@ -179,17 +195,19 @@ def _serve_tcp(conn: socket.socket, records: Records) -> None:
         conn.settimeout(10)
         try:
             while (packet := _read_message(conn)) is not None:
-                reply = respond(packet, records, tcp=True)
-                if reply is None:
+                if (query := parse_query(packet)) is None:
                     return
+                reply = local_reply(query, records) or upstream_reply(packet, query, records, tcp=True)
                 conn.sendall(struct.pack("!H", len(reply)) + reply)
         except OSError:
             pass
 
 
 def serve(udp: socket.socket, tcp: socket.socket, records: Records) -> None:
-    """Answer until the records file goes away. Each query is answered in a thread of its own: one
-    that waits for a slow upstream must not hold up the local names."""
+    """Answer until the records file goes away. The network's own names are answered at once, in
+    the order the queries came (a resolver that asks for A and AAAA together gets its replies in
+    that order); a forward to an upstream, or a TCP client, waits in a thread of its own, so that
+    a slow upstream never holds up the local names."""
     with selectors.DefaultSelector() as selector:
         selector.register(udp, selectors.EVENT_READ)
         selector.register(tcp, selectors.EVENT_READ)
@@ -197,7 +215,7 @@ def serve(udp: socket.socket, tcp: socket.socket, records: Records) -> None:
             for key, _ in selector.select(timeout=1.0):  # wake up now and then to look at the file
                 if key.fileobj is udp:
                     packet, client = udp.recvfrom(65535)
-                    threading.Thread(target=_answer_udp, args=(udp, packet, client, records), daemon=True).start()
+                    _answer_udp(udp, packet, client, records)
                 else:
                     conn, _ = tcp.accept()
                     threading.Thread(target=_serve_tcp, args=(conn, records), daemon=True).start()
