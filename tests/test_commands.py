@@ -1,5 +1,5 @@
 """`ps`, `stats`, `top` and `inspect -f` print what the real docker CLI prints for the same engine
-answer; the commands of later chapters answer which chapter in one line; `version` claims no API.
+answer; `version` claims no API.
 
 The docker CLI does the formatting itself, so a replay engine (docker_cli_replay.py) serves it
 an answer, minidocker's CLI gets the same answer from its (patched) engine functions, and the
@@ -201,16 +201,6 @@ def test_stats_without_no_stream_redraws_until_interrupted(md, rootfs):
 
 # ---------------------------------------------------------------------------------------------
 # What is not there yet, and the version
-
-@pytest.mark.parametrize("argv, chapter", [
-    (["run", "--cap-add", "NET_ADMIN", "--rootfs", "/md-nowhere", "--", "true"], "08"),
-    (["create", "--privileged", "--rootfs", "/md-nowhere", "--", "true"], "08"),
-    (["run", "--security-opt", "seccomp=unconfined", "--rootfs", "/md-nowhere", "--", "true"], "08")])
-def test_later_chapters_answer_in_one_line(md, argv, chapter):
-    out = md(*argv)
-    assert out.returncode == 125 and out.stdout == "", out
-    assert out.stderr.count("\n") == 1 and f"comes in chapter {chapter} (" in out.stderr, out.stderr
-
 
 def test_version_names_the_engine_api_the_daemon_serves(md):
     from minidocker import API_VERSION

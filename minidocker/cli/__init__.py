@@ -90,8 +90,7 @@ UNTIL_THEN = {"03": "images; until then a container runs from a directory: run -
               "04": "networks; until then a container has only its own loopback, Docker's --network none",
               "05": "volumes; until then a container sees only its image's files (or its --rootfs)",
               "06": "build; until then an image is busybox, pulled, loaded, or made by `minidocker commit`",
-              "07": "the daemon; until then each minidocker command is the engine itself",
-              "08": "hardening; until then a container keeps root's capabilities, with no seccomp filter"}
+              "07": "the daemon; until then each minidocker command is the engine itself"}
 # --8<-- [end:later]
 
 

@@ -310,10 +310,16 @@ def _create_flags(p) -> None:
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--restart", default="no", metavar="POLICY",
                    help="no, on-failure[:N], always or unless-stopped: what a daemon does when it exits")
-    # Docker's flags that a later chapter brings: each answers which chapter, in one line.
-    for flag in ("--cap-add", "--cap-drop", "--security-opt", "--userns"):
-        p.add_argument(flag, action=Later, chapter="08", metavar="…", help="comes in chapter 08 (hardening)")
-    p.add_argument("--privileged", action=Later, chapter="08", nargs=0, help="comes in chapter 08 (hardening)")
+    # Chapter 08's locks (minidocker/security/ reads them from HostConfig).
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="give a capability back (ALL: every one)")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="take a capability away (ALL: every one)")
+    p.add_argument("--privileged", action="store_true",
+                   help="no locks: every capability and device, no seccomp filter, no masked paths")
+    p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                   help="seccomp=PROFILE.json|unconfined, no-new-privileges[=true|false]")
+    p.add_argument("--device", action="append", default=[], metavar="HOST[:CONTAINER][:rwm]",
+                   help="give the container a host device")
+    p.add_argument("--userns", default="", metavar="MODE", help="host: no user namespace, when the engine remaps")
     # Chapter 04's ports.
     p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]CONTAINERPORT[/PROTO]",
                    help="publish a container's port on the host (no HOSTPORT, or 0: any free one)")
@@ -338,19 +344,6 @@ def _create_flags(p) -> None:
                    help="mount every volume and bind of that container, at the same places")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND] [ARG...]",
                    help="the image and the command to run in it (the image's CMD if none)")
-
-
-class Later(argparse.Action):
-    """A flag of a later chapter: refused as soon as it is given, with the chapter to read."""
-
-    def __init__(self, option_strings, dest, chapter: str, **kwargs):
-        super().__init__(option_strings, dest, **kwargs)
-        self.chapter = chapter
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from minidocker.cli import later
-
-        raise later(option_string, self.chapter)
 
 
 def _run_flags(p) -> None:

@@ -100,6 +100,19 @@ def entrypoint(args) -> list[str] | None:
     return None if args.entrypoint is None else [args.entrypoint]
 
 
+def parse_device(flag: str) -> dict:
+    """--device HOST[:CONTAINER][:PERMISSIONS] -> a HostConfig.Devices entry, as the docker CLI
+    parses it: the container's path defaults to the host's, the permissions to rwm (read, write,
+    mknod)."""
+    parts = flag.split(":")
+    permissions = "rwm"
+    if len(parts) > 1 and parts[-1] and set(parts[-1]) <= set("rwm"):
+        permissions = parts.pop()
+    if not 1 <= len(parts) <= 2 or not parts[0]:
+        raise MinidockerError(f"invalid device specification: {flag}", "--device /dev/HOST[:/dev/CONTAINER][:rwm]")
+    return {"PathOnHost": parts[0], "PathInContainer": parts[-1], "CgroupPermissions": permissions}
+
+
 def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str | None, dict]:
     """(name, body) for POST /containers/create?name=NAME, from parsed `run`/`create` flags."""
     image, command = image_and_command(args, verb)
@@ -121,6 +134,10 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
         exposed, host_config["PortBindings"] = parse_publish(args.publish)
         exposed.update(parse_expose(args.expose))
     host_config["PublishAllPorts"] = args.publish_all
+    # Chapter 08: sent as the docker CLI sends them; the engine checks them (minidocker/security/).
+    host_config.update({"CapAdd": args.cap_add or None, "CapDrop": args.cap_drop or None,
+                        "Privileged": args.privileged, "SecurityOpt": args.security_opt or None,
+                        "Devices": [parse_device(d) for d in args.device], "UsernsMode": args.userns})
     body = {
         "Hostname": args.hostname or "", "User": args.user or "",
         # Which streams the client will attach: all of them for `run`, none for `run -d`.

@@ -119,4 +119,8 @@ def from_container(container_id: str, container_dir: str, config: dict, host_con
     from minidocker.network import sandbox
 
     sandbox.prepare_spec(spec, container_id, container_dir, host_config)
+    # Chapter 08: capabilities, seccomp, the device cgroup, user namespaces.
+    from minidocker import security
+
+    security.apply(spec, host_config)
     return spec

@@ -82,7 +82,9 @@ def create(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, roo
         store.write_json(os.path.join(state_dir, "state.json"), {
             "id": container_id, "pid": pid, "pidStart": process_start_time(pid), "bundle": bundle,
             "rootfs": os.path.join(bundle, spec.get("root", {}).get("path", "")),
-            "created": store.now(), "cgroupsPath": cgroups_path, "annotations": spec.get("annotations") or {}})
+            "created": store.now(), "cgroupsPath": cgroups_path, "annotations": spec.get("annotations") or {},
+            # Kept for exec: a process that joins the container is bound by the same filter.
+            "seccomp": spec.get("linux", {}).get("seccomp")})
         if pid_file:
             store.write_text(pid_file, str(pid))  # runc's --pid-file: the pid alone, no newline
     except BaseException as e:
@@ -269,7 +271,7 @@ def exec_process(container_id: str, process: dict, *, stdio=(0, 1, 2), console=N
         raise MinidockerError(f"container {container_id} is not running", "start it first")
     cgroup = resources.cgroup_for(container_id, saved.get("cgroupsPath"))
     return spawn.join(saved["pid"], process, stdio, cgroup if cgroup.exists() else None, console,
-                      parent_death_signal)
+                      parent_death_signal, seccomp_filter=saved.get("seccomp"))
 
 
 def stats(container_id: str, *, root=None) -> dict:

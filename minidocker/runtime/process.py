@@ -7,7 +7,7 @@ import signal
 import termios
 import warnings  # noqa: F401 - os.execvpe imports it on first use, when the host's library is gone
 
-from minidocker import linux
+from minidocker import linux, security
 from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE
 
 # Every signal a process may catch or ignore: all but KILL and STOP.
@@ -37,11 +37,13 @@ def exit_code(wait_status: int) -> int:
 error_pipe = -1  # in a child before exec: where its errors go (the error pipe or exec.fifo, see spawn.py)
 
 
-def start_process(process: dict, stdio, console, init: bool, wait_for_start=None) -> None:
-    """Become the spec's `process`: stdio, cwd, rlimits, user, no_new_privs; then exec.
+def start_process(process: dict, stdio, console, init: bool, wait_for_start=None, seccomp_filter=None) -> None:
+    """Become the spec's `process`: stdio, cwd, rlimits, no_new_privs, seccomp, capabilities,
+    user; then exec.
 
     `wait_for_start` (create's) blocks until `start` says go: the process is fully made, only
-    the exec is left, as runc's init waits on its exec.fifo.
+    the exec is left, as runc's init waits on its exec.fifo. `seccomp_filter` is the spec's
+    linux.seccomp (chapter 08).
     """
     # An ignored signal stays ignored across exec. Python ignores SIGPIPE and SIGXFSZ for itself,
     # and whoever started us may have ignored more (a shell's background job ignores SIGINT and
@@ -66,22 +68,34 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
     os.chdir(cwd)
     if process.get("rlimits"):
         set_rlimits(process["rlimits"])
+    no_new_privileges = process.get("noNewPrivileges", False)
+    if no_new_privileges:
+        # No exec from here on can gain privileges: setuid bits and file capabilities are
+        # ignored. It is inherited and cannot be undone (what `--security-opt no-new-privileges` sets).
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    if seccomp_filter and not no_new_privileges:
+        # Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: load it while we still
+        # have it, as runc does. (The profile allows the calls that follow: capset, setuid...)
+        security.seccomp.install(seccomp_filter)
+    capabilities = process.get("capabilities")
+    if capabilities is not None:
+        security.capabilities.drop_bounding(capabilities)  # needs CAP_SETPCAP: before the rest goes
     user = process.get("user", {})
     # Supplementary groups first, then the gid, then the uid: once the uid is not 0 any more,
     # we may no longer change the other two.
     os.setgroups(user.get("additionalGids", []))
     os.setgid(user.get("gid", 0))
     os.setuid(user.get("uid", 0))
-    if process.get("noNewPrivileges"):
-        # No exec from here on can gain privileges: setuid bits and file capabilities are
-        # ignored. It is inherited and cannot be undone (what `--security-opt no-new-privileges` sets).
-        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    if capabilities is not None:
+        security.capabilities.apply(capabilities)  # after setuid, which would have cleared them
     if parent_death_signal:
         # If whoever started us dies (the supervisor, SIGKILLed), the kernel signals us: no
         # orphans. It is set after setuid because a change of credentials clears it.
         linux.prctl(linux.PR_SET_PDEATHSIG, parent_death_signal)
     if wait_for_start:
         wait_for_start()
+    if seccomp_filter and no_new_privileges:
+        security.seccomp.install(seccomp_filter)  # as late as may be: the fewer calls it must allow
     if init:
         # The init never execs, so the trace's copy of the caller's stderr would stay open as
         # long as the container runs (a traced `run -d --init` would hold its caller's pipe).

@@ -136,7 +136,7 @@ def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_
     if "mount" in namespaces and not namespaces["mount"]:
         setup_rootfs(spec, bundle, runtime_mount_ns, cgroup)
     proc.start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False),
-                       wait_for_start=wait_for_start)
+                       wait_for_start=wait_for_start, seccomp_filter=spec.get("linux", {}).get("seccomp"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,8 +144,9 @@ def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_
 
 
 def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, console=None,
-         parent_death_signal: int = signal.SIGKILL) -> int:
-    """Start `process` inside the namespaces and cgroup of `container_pid`; return its pid."""
+         parent_death_signal: int = signal.SIGKILL, seccomp_filter=None) -> int:
+    """Start `process` inside the namespaces and cgroup of `container_pid`; return its pid.
+    `seccomp_filter`: the container's linux.seccomp, which binds an exec'd process as well."""
     # --8<-- [start:ex-01-exec-setns]
     # Open /proc/PID/ns/*, setns() into the PID namespace, fork, and setns() the child into the rest.
     #
@@ -162,7 +163,7 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, consol
             cgroup.add(0)
         for name in ("cgroup", "ipc", "uts", "network", "mount"):
             linux.setns(ns_files[name], linux.NAMESPACES[name][0])
-        proc.start_process(process, stdio, console, init=False)
+        proc.start_process(process, stdio, console, init=False, seccomp_filter=seccomp_filter)
 
     pid, errors = fork_with_error_pipe(enter_all)
     linux.setns(own_pid_ns, linux.CLONE_NEWPID)
