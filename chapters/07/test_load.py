@@ -1,7 +1,8 @@
 """Chapter 07: the daemon under load and bad input (docs/07-daemon.md#under-load).
 
-One thread per connection: 50 clients at once each run a container (`run --rm`, as the docker
-CLI's requests) while others list them, and the state stays consistent; a client that connects
+One thread per connection: 20 clients at once each run a container (`run --rm`, as the docker
+CLI's requests) while others list them, and the state stays consistent (tests/test_daemon_load.py
+runs the same with the issue's 50, too slow for a suite a learner runs dozens of times); a client that connects
 and says nothing holds only its own thread; a huge body is refused before it is read; and the
 socket's mode keeps out whoever is neither root nor in the minidocker group.
 """
@@ -40,7 +41,11 @@ def run_rm(daemon, results: list) -> None:
     results.append((cid, status, exit_answer["StatusCode"]))
 
 
-def test_fifty_clients_at_once(daemon, busybox):
+def test_twenty_clients_at_once(daemon, busybox):
+    many_clients_at_once(daemon, 20)
+
+
+def many_clients_at_once(daemon, clients: int) -> None:
     results, listings = [], []
     stop = threading.Event()
 
@@ -49,7 +54,7 @@ def test_fifty_clients_at_once(daemon, busybox):
             status, _, rows = daemon.api("GET", "/v1.43/containers/json?all=1")
             listings.append((status, rows))
 
-    threads = [threading.Thread(target=run_rm, args=(daemon, results)) for _ in range(50)]
+    threads = [threading.Thread(target=run_rm, args=(daemon, results)) for _ in range(clients)]
     listers = [threading.Thread(target=lister) for _ in range(4)]
     for t in listers + threads:
         t.start()
@@ -59,9 +64,9 @@ def test_fifty_clients_at_once(daemon, busybox):
     for t in listers:
         t.join(10)
     started = [r for r in results if r[1] == 204]
-    assert len(results) == 50 and len(started) == 50 and all(r[2] == 0 for r in started), \
+    assert len(results) == clients and len(started) == clients and all(r[2] == 0 for r in started), \
         f"every client's container ran and exited 0 ({DOCS}): {[r for r in results if r[1] != 204 or r[2] != 0][:3]}"
-    assert len({r[0] for r in started}) == 50, "50 containers, 50 different ids"
+    assert len({r[0] for r in started}) == clients, f"{clients} containers, {clients} different ids"
     ours = {r[0] for r in started}
     for status, rows in listings:
         assert status == 200 and isinstance(rows, list), f"GET /containers/json under load: {status} {rows!r:.200}"
