@@ -54,6 +54,15 @@ def default_readonly_paths() -> list[str]:
     return list(READONLY_PATHS)
 
 
+def unlock_for_privileged(spec: dict) -> None:
+    """--privileged, as moby does it: /sys and the cgroup filesystem mounted read-write, and no
+    path masked or made read-only. The container may then turn every kernel knob of the host."""
+    for mount in spec["mounts"]:
+        if mount["destination"] == "/sys" or mount["type"] == "cgroup":
+            mount["options"] = [option for option in mount["options"] if option != "ro"]
+    spec["linux"]["maskedPaths"], spec["linux"]["readonlyPaths"] = [], []
+
+
 def default_devices() -> list[dict]:
     """linux.devices: none beyond the ones runc always makes (null, zero, full, random, urandom,
     tty, plus /dev/ptmx, /dev/fd...), which is what Docker asks for without --device."""

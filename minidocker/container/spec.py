@@ -101,6 +101,8 @@ def from_container(container_id: str, container_dir: str, config: dict, host_con
         # Not OCI: runc has no init of its own; Docker adds one (docker-init) with --init.
         "minidocker": {"init": bool(host_config.get("Init"))},
     }
+    if host_config.get("Privileged"):
+        oci_defaults.unlock_for_privileged(spec)  # chapter 08: /sys read-write, nothing masked
     if overlay:
         # --8<-- [start:writable-layer]
         # The container's own writable layer on top of the read-only layers (an image's, or a
