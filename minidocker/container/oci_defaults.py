@@ -63,6 +63,18 @@ def unlock_for_privileged(spec: dict) -> None:
     spec["linux"]["maskedPaths"], spec["linux"]["readonlyPaths"] = [], []
 
 
+# --8<-- [start:device-rules]
+def default_device_rules() -> list[dict]:
+    """linux.resources.devices, moby's list: deny every device, then allow /dev/zero, null,
+    urandom, random, tty and console; deny /dev/fuse (10:229). The runtime appends its own
+    (mknod of anything; full, ptmx, the ptys: see minidocker/cgroups/devices.py), as runc does."""
+    allow = [(1, 5), (1, 3), (1, 9), (1, 8), (5, 0), (5, 1)]
+    return ([{"allow": False, "access": "rwm"}]
+            + [{"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"} for major, minor in allow]
+            + [{"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}])
+# --8<-- [end:device-rules]
+
+
 def default_devices() -> list[dict]:
     """linux.devices: none beyond the ones runc always makes (null, zero, full, random, urandom,
     tty, plus /dev/ptmx, /dev/fd...), which is what Docker asks for without --device."""
