@@ -592,6 +592,61 @@ def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int =
     _check(_bpf(BPF_PROG_ATTACH, attr), "bpf", "BPF_PROG_ATTACH", target_fd, prog_fd, attach_type)
 
 
+# ---------------------------------------------------------------------------------------------
+# User namespaces (chapter 08): who the container's root is on the host
+#
+# A user namespace has its own uids and gids, and a map from them to the parent's: the line
+# "0 100000 65536" of /proc/PID/uid_map says ids 0-65535 inside are 100000-165535 outside. Root
+# inside holds every capability, but only over what its namespace owns; to the host's kernel,
+# a file it creates belongs to 100000, and the host's own files are other people's. Each other
+# namespace (mount, pid, net...) is *owned* by the user namespace its creator was in, and the
+# kernel checks a capability in that owner: mounting proc needs CAP_SYS_ADMIN in the user
+# namespace that owns the PID namespace. See docs/08-hardening.md#user-namespaces.
+
+@_traced(lambda pid, kind, mappings: f'"/proc/{pid}/{kind}", "'
+         + "\\n".join(f"{m['containerID']} {m['hostID']} {m['size']}" for m in mappings) + '"', name="write")
+def write_id_map(pid: int, kind: str, mappings: list[dict]) -> None:
+    """Write the uid_map or gid_map of process `pid` (the first in a new user namespace), in *one*
+    write(2), as the kernel requires: it takes a map once, whole, and never again. Each OCI
+    mapping {"containerID", "hostID", "size"} is one line "inside outside count"."""
+    text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+    fd = os.open(f"/proc/{pid}/{kind}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    except OSError as e:  # EPERM: an id we may not map; EINVAL: overlapping lines, or a second write
+        raise _error(e.errno, "write", f"/proc/{pid}/{kind}", text) from None
+    finally:
+        os.close(fd)
+
+
+def deny_setgroups(pid: int) -> None:
+    """"deny" in /proc/PID/setgroups: needed before an *unprivileged* writer may set gid_map (else
+    the process could drop a group that a file's mode denies it, and so gain access: CVE-2014-8989).
+    A runtime that is root in the parent namespace maps gids without it, as runc does."""
+    write_file(f"/proc/{pid}/setgroups", "deny")
+
+
+NS_GET_USERNS = 0xB701  # ioctl(2) on a namespace file: an fd of the user namespace that owns it
+
+
+@_traced(lambda path: f"{_quote(path)}, NS_GET_USERNS", name="ioctl")
+def owning_user_namespace(path) -> tuple[int, int]:
+    """The user namespace that owns the namespace file `path` (/proc/self/ns/net), as the
+    (device, inode) pair that names it; compare with os.stat("/proc/self/ns/user")."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+    except OSError as e:
+        raise _error(e.errno, "ioctl", os.fsdecode(path), "NS_GET_USERNS") from None
+    finally:
+        os.close(fd)
+    try:
+        st = os.fstat(owner)
+        return st.st_dev, st.st_ino
+    finally:
+        os.close(owner)
+
+
 if os.environ.get("MINIDOCKER_TRACE"):  # the same rule as MINIDOCKER_DEBUG: set and not empty
     try:
         enable_trace()  # to stderr, from the first call on
