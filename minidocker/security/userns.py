@@ -1,9 +1,292 @@
 """User namespaces: container root is an unprivileged user of the host.
 
-(Skeleton: chapter 08's user-namespace part fills this module.)
+Every other lock of this chapter takes powers away from root in the container. A user namespace
+changes *who* that root is: inside, uid 0 with every capability over what the namespace owns;
+outside, uid 100000, a user the host has never heard of. A process that escapes the other locks
+(a kernel bug, a bind mount it should not have had) lands on the host as nobody in particular:
+it cannot read root's 0600 files, and what it writes belongs to 100000.
+
+Docker's model, which we follow (dockerd --userns-remap, docs/08-hardening.md#user-namespaces):
+
+- The switch is the *engine's*, not the container's: `minidocker daemon --userns-remap=VALUE`,
+  or MINIDOCKER_USERNS_REMAP=VALUE for the daemonless CLI. VALUE is `default` (a user named
+  `mdremap`, made on first need, as Docker makes `dockremap`) or USER[:GROUP], a user whose ranges
+  /etc/subuid and /etc/subgid list ("mdremap:100000:65536": 65536 ids from 100000). Off unless set.
+- Every container then gets a "user" namespace with linux.uidMappings/gidMappings: container id 0
+  -> the range's first id, as many ids as the range holds. `--userns=host` opts one container out,
+  and --privileged, --network host (and Docker's --pid host) need that opt-out.
+- The files must be owned to match. An image's layers belong to host root; seen from the
+  container they would belong to nobody (65534), and root inside could not write its own /etc.
+  Docker keeps a second layer store per remapping (/var/lib/docker/100000.100000/) with the
+  layers copied and chowned by the offset; we do the same under $MINIDOCKER_ROOT/100000.100000/.
+  The container's writable layer, its init layer and its /etc/hosts, resolv.conf and hostname are
+  chowned to the mapped root when it starts.
+
+Why a chowned copy and not an idmapped mount (mount_setattr(MOUNT_ATTR_IDMAP), which shows a
+directory with its ids shifted and copies nothing)? Overlayfs accepts idmapped layers from Linux
+5.19, but the filesystem under the layers must support idmapped mounts too: tmpfs does only from
+6.3, and Debian 12 runs 6.1. The copy works on every kernel and filesystem, costs a layer's size
+once per remapping, and is what Docker's userns-remap does.
+
+The runtime's side (runtime/spawn.py): the user namespace must exist, with its maps written,
+before the namespaces it will own are made, the PID namespace included (mounting proc needs
+CAP_SYS_ADMIN in the user namespace that owns the PID namespace).
 """
 
+import fcntl
+import grp
+import os
+import pwd
+import shutil
+import stat
+import subprocess
 
+from minidocker import store
+from minidocker.errors import MinidockerError
+
+ENV = "MINIDOCKER_USERNS_REMAP"  # the daemonless CLI's switch; the daemon's flag sets it too
+DEFAULT_USER = "mdremap"  # Docker's is "dockremap"
+RANGE_START, RANGE_SIZE = 100000, 65536  # where a new range may start, and how many ids it holds
+SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
+
+
+def setting() -> str:
+    """The engine's --userns-remap: "" (off), "default" or "USER[:GROUP]"."""
+    return os.environ.get(ENV, "").strip()
+
+
+def check(host_config: dict) -> None:
+    """At create, before anything is made: --userns's value, and Docker's conflicts."""
+    mode = host_config.get("UsernsMode") or ""
+    if mode not in ("", "host"):
+        raise MinidockerError(f"invalid UsernsMode: {mode}", "--userns takes only host")
+    if not setting() or mode == "host":
+        return
+    if host_config.get("Privileged"):
+        raise MinidockerError("privileged mode is incompatible with user namespaces.  You must run the container "
+                              "in the host namespace when running privileged mode", "add --userns=host")
+    if host_config.get("NetworkMode") == "host":
+        raise MinidockerError("cannot share the host's network namespace when user namespaces are enabled",
+                              "add --userns=host")
+    remap()  # the user and its ranges must be there: say so now, not at start
+
+
+# --8<-- [start:to-spec]
 def to_spec(spec: dict, host_config: dict) -> None:
     """The remapping (and HostConfig.UsernsMode) -> linux.uidMappings, linux.gidMappings and a
-    "user" namespace."""
+    "user" namespace; the image's layers -> their copies owned by the mapped ids."""
+    if not setting() or host_config.get("UsernsMode") == "host":
+        return
+    uids, gids = remap()
+    linux = spec["linux"]
+    # Last in the list: the runtime joins the namespaces that have a path (the engine's network
+    # namespace, which the host's user namespace owns) while it still is the host's root.
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"], linux["gidMappings"] = mappings(uids), mappings(gids)
+    overlay = spec.get("minidocker", {}).get("overlay")
+    if overlay:  # [init layer, image layers...]: the image's from the remapped store
+        overlay["lowerdirs"] = overlay["lowerdirs"][:1] + [remapped_layer(d, linux) for d in overlay["lowerdirs"][1:]]
+# --8<-- [end:to-spec]
+
+
+def mappings(ranges: list[tuple[int, int]]) -> list[dict]:
+    """Ranges of the host, [(100000, 65536)], -> OCI mappings: container ids from 0, one after another."""
+    found, inside = [], 0
+    for start, size in ranges:
+        found.append({"containerID": inside, "hostID": start, "size": size})
+        inside += size
+    return found
+
+
+def to_host(ident: int, maps: list[dict]) -> int:
+    """A container's uid (or gid) as the host sees it."""
+    for m in maps:
+        if m["containerID"] <= ident < m["containerID"] + m["size"]:
+            return m["hostID"] + ident - m["containerID"]
+    raise MinidockerError(f"Container ID {ident} cannot be mapped to a host ID", "the range in /etc/subuid is too small")
+
+
+# ---------------------------------------------------------------------------------------------
+# The remapping's user and its subordinate ranges (/etc/subuid, /etc/subgid)
+
+
+def remap() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(uid ranges, gid ranges) of the engine's setting; `default` makes mdremap when missing."""
+    value = setting()
+    if value == "default":
+        ensure_default_user()
+        value = DEFAULT_USER
+    user, _, group = value.partition(":")
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except (KeyError, ValueError):
+        raise MinidockerError(f'unable to find user {user}: no matching entries in passwd file',
+                              f"check {ENV} or --userns-remap (default, or USER[:GROUP])") from None
+    group = group or entry.pw_name  # Docker: the group defaults to the user's name
+    try:
+        gid_name = grp.getgrgid(int(group)).gr_name if group.isdigit() else grp.getgrnam(group).gr_name
+    except (KeyError, ValueError):
+        raise MinidockerError(f"unable to find group {group}", f"check {ENV} or --userns-remap") from None
+    uids = ranges_of(SUBUID, entry.pw_name, entry.pw_uid)
+    gids = ranges_of(SUBGID, gid_name, grp.getgrnam(gid_name).gr_gid)
+    if not uids:
+        raise MinidockerError(f'no subuid ranges found for user "{entry.pw_name}"', f"add one to {SUBUID}")
+    if not gids:
+        raise MinidockerError(f'no subgid ranges found for group "{gid_name}"', f"add one to {SUBGID}")
+    return uids, gids
+
+
+def ranges_of(path: str, name: str, ident: int) -> list[tuple[int, int]]:
+    """The ranges that `path` gives to `name` (or to its number): lines "name:start:count"."""
+    found = []
+    for owner, start, count in read_ranges(path):
+        if owner in (name, str(ident)):
+            found.append((start, count))
+    return found
+
+
+def read_ranges(path: str) -> list[tuple[str, int, int]]:
+    try:
+        with open(path) as f:
+            lines = [line.strip().split(":") for line in f]
+    except FileNotFoundError:
+        return []
+    return [(p[0], int(p[1]), int(p[2])) for p in lines if len(p) == 3 and p[1].isdigit() and p[2].isdigit()]
+
+
+def free_range(path: str) -> int:
+    """The first start from 100000 where RANGE_SIZE ids overlap no range that `path` gives anyone."""
+    start = RANGE_START
+    for _, begin, count in sorted(read_ranges(path), key=lambda r: r[1]):
+        if begin < start + RANGE_SIZE and start < begin + count:
+            start = begin + count
+    return start
+
+
+def ensure_default_user() -> None:
+    """mdremap, as dockerd makes dockremap: a system user (no login, no home), and one free range of
+    65536 ids in /etc/subuid and /etc/subgid, added with usermod (shadow's tools lock the files)."""
+    os.makedirs("/run/minidocker", exist_ok=True)
+    with open("/run/minidocker/userns.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two engines starting at once make one user, one range
+        try:
+            pwd.getpwnam(DEFAULT_USER)
+        except KeyError:
+            _tool("useradd", "--system", "--shell", "/bin/false", "--no-create-home", "--user-group", DEFAULT_USER)
+        uid, gid = pwd.getpwnam(DEFAULT_USER).pw_uid, grp.getgrnam(DEFAULT_USER).gr_gid
+        if not ranges_of(SUBUID, DEFAULT_USER, uid):
+            start = free_range(SUBUID)
+            _tool("usermod", "--add-subuids", f"{start}-{start + RANGE_SIZE - 1}", DEFAULT_USER)
+        if not ranges_of(SUBGID, DEFAULT_USER, gid):
+            start = free_range(SUBGID)
+            _tool("usermod", "--add-subgids", f"{start}-{start + RANGE_SIZE - 1}", DEFAULT_USER)
+
+
+def _tool(*argv: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MinidockerError(f"cannot set up user {DEFAULT_USER}: {' '.join(argv)}: {done.stderr.strip()}",
+                              "add the user and its ranges in /etc/subuid and /etc/subgid by hand")
+
+
+# ---------------------------------------------------------------------------------------------
+# Files owned to match: the remapped layer store, the container's own files
+
+
+def remapped_layer(path: str, linux: dict) -> str:
+    """A layer of the store ($ROOT/layers/HEX/diff) -> its copy owned by the mapped ids, under
+    $ROOT/UID.GID/layers/HEX/diff (Docker's directory name: the host ids of container root),
+    made on first use. A --rootfs directory is used as it is: its owner's business, as with runc."""
+    layers = os.path.join(store.root(), "layers")
+    if os.path.commonpath([path, layers]) != layers:
+        return path
+    uids, gids = linux["uidMappings"], linux["gidMappings"]
+    remapped = os.path.join(store.root(), f"{to_host(0, uids)}.{to_host(0, gids)}")
+    target = os.path.join(remapped, os.path.relpath(path, store.root()))
+    if os.path.isdir(target):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.chmod(remapped, 0o700)  # as Docker's: only host root looks inside
+    partial = f"{target}.tmp-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        copy_shifted(path, partial, lambda uid: to_host(uid, uids), lambda gid: to_host(gid, gids))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # no half copy is ever taken for a layer
+        raise
+    try:
+        os.rename(partial, target)  # whole or not at all: a second engine's copy may have won
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+# --8<-- [start:ex-08-shift-ownership]
+def shift_owner(path: str, st: os.stat_result, uid_of, gid_of) -> None:
+    """Give `path` (a copy of a file whose stat is `st`) the host ids of its owner in the container,
+    and its mode back: chown(2) clears the setuid and setgid bits."""
+    os.lchown(path, uid_of(st.st_uid), gid_of(st.st_gid))
+    if not stat.S_ISLNK(st.st_mode):  # a symlink has no mode of its own
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+# --8<-- [end:ex-08-shift-ownership]
+
+
+def copy_shifted(src: str, dst: str, uid_of, gid_of) -> None:
+    """Copy the tree `src` to `dst` as it is (hard links, symlinks, whiteouts, xattrs such as
+    trusted.overlay.opaque, times) but with every owner shifted by uid_of/gid_of."""
+    links: dict[tuple[int, int], str] = {}
+
+    def copy(s: str, d: str, st: os.stat_result) -> None:
+        kind = stat.S_IFMT(st.st_mode)
+        if kind == stat.S_IFDIR:
+            os.mkdir(d, 0o700)
+            for entry in os.scandir(s):
+                copy(entry.path, os.path.join(d, entry.name), entry.stat(follow_symlinks=False))
+        elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in links:
+            os.link(links[st.st_dev, st.st_ino], d)  # one inode, one copy: the layer stays the same size
+            return
+        elif kind == stat.S_IFLNK:
+            os.symlink(os.readlink(s), d)
+        elif kind == stat.S_IFREG:
+            shutil.copyfile(s, d, follow_symlinks=False)
+            links[st.st_dev, st.st_ino] = d
+        else:  # a whiteout (character device 0/0), a fifo, a device node
+            os.mknod(d, st.st_mode, st.st_rdev)
+        for name in os.listxattr(s, follow_symlinks=False):
+            os.setxattr(d, name, os.getxattr(s, name, follow_symlinks=False), follow_symlinks=False)
+        shift_owner(d, st, uid_of, gid_of)
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+    copy(src, dst, os.lstat(src))
+
+
+def prepare(spec: dict, container_dir: str) -> None:
+    """At start, on the host: what the mapped root must own or reach (Docker does it at create).
+
+    - the writable layer (upper, work) and the init layer: root's, so root inside may write "/";
+    - the files the engine binds in from the container's directory (/etc/hosts...);
+    - search (x) permission for others on the store's directories down to the container's, as
+      dockerd sets 0701 on its root: the runtime resolves the rootfs and bind sources as the mapped
+      root, which is nobody special on the host.
+    """
+    maps = spec.get("linux", {}).get("uidMappings")
+    if not maps:
+        return
+    uid, gid = to_host(0, maps), to_host(0, spec["linux"]["gidMappings"])
+    path = os.path.abspath(container_dir)
+    top = os.path.dirname(os.path.abspath(store.root()))
+    while path != top and path != "/":
+        os.chmod(path, os.stat(path).st_mode & 0o7777 | 0o001)
+        path = os.path.dirname(path)
+    overlay = spec.get("minidocker", {}).get("overlay")
+    if overlay:
+        for d in (overlay["upperdir"], overlay["workdir"]):
+            os.lchown(d, uid, gid)
+        init = overlay["lowerdirs"][0]
+        for where, dirs, files in os.walk(init):
+            for name in [where] + [os.path.join(where, n) for n in dirs + files]:
+                os.lchown(name, uid, gid)
+    for mount in spec.get("mounts", ()):
+        source = mount.get("source") or ""
+        if source.startswith(container_dir + os.sep) and os.path.exists(source):
+            os.lchown(source, uid, gid)
