@@ -135,6 +135,10 @@ def create_body(args, detach: bool = False, verb: str = "create") -> tuple[str |
         exposed.update(parse_expose(args.expose))
     host_config["PublishAllPorts"] = args.publish_all
     # Chapter 08: sent as the docker CLI sends them; the engine checks them (minidocker/security/).
+    if args.security_opt:  # seccomp=FILE: the client reads the file and sends its JSON
+        from minidocker.security.options import from_cli
+
+        args.security_opt = from_cli(args.security_opt)
     host_config.update({"CapAdd": args.cap_add or None, "CapDrop": args.cap_drop or None,
                         "Privileged": args.privileged, "SecurityOpt": args.security_opt or None,
                         "Devices": [parse_device(d) for d in args.device], "UsernsMode": args.userns})
