@@ -19,8 +19,10 @@ fi
 #                  pull and push; apache2-utils' htpasswd and openssl make its users and its
 #                  token-auth certificate.
 # skopeo, umoci, oci-image-tool: other tools that must read our image store as it is (chapter 03).
+# gcc, libc6-dev: chapter 08's attacks are a small C program, built `gcc -static` (busybox has no
+#                 C library to link against) and run inside containers.
 packages=(busybox-static iproute2 iptables runc python3-venv make git procps
-          docker-registry apache2-utils openssl skopeo umoci oci-image-tool)
+          docker-registry apache2-utils openssl skopeo umoci oci-image-tool gcc libc6-dev)
 
 # Python 3.11 or newer: Debian 12 and Ubuntu 24.04 ship it as python3; Ubuntu 22.04 ships 3.10
 # and has python3.11 as an extra package.
