@@ -141,3 +141,23 @@ def test_cp_both_ways(docker, busybox, tmp_path):
         assert (tmp_path / "passwd").read_text().startswith("root:"), "docker cp brought /etc/passwd out"
     finally:
         docker("rm", "-f", cid)
+
+
+def test_export_is_the_merged_filesystem_without_mounts(daemon, docker, busybox, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "secret").write_text("a volume's file\n")
+    cid = ok(docker("run", "-d", *NONE, "-v", f"{data}:/data", busybox, "sh", "-c",
+                    "echo new > /made; rm /bin/vi; sleep 60"), "docker run -d").strip()
+    try:
+        harness.wait_until(lambda: docker("exec", cid, "cat", "/made").stdout == "new\n", "the container's writes")
+        out = subprocess.run(["docker", "export", cid], capture_output=True, env=daemon.env())  # bytes: a tar
+        assert out.returncode == 0, f"docker export: {out.stderr!r} (see {DOCS}#export)"
+        names = subprocess.run(["tar", "t"], input=out.stdout, capture_output=True).stdout.decode().split()
+        assert "made" in names and "bin/sh" in names and "bin/vi" not in names, (
+            f"export is the image's layers with the container's changes on top, whiteouts applied (see {DOCS}#export)")
+        inside_mounts = [n for n in names if n.startswith(("proc/", "data/")) and n not in ("proc/", "data/")]
+        assert not inside_mounts, (f"export leaves out what is mounted on top, /proc's files and the volume's, "
+                                   f"but keeps the mount points (see {DOCS}#export): {inside_mounts[:5]}")
+    finally:
+        docker("rm", "-f", cid)

@@ -1,6 +1,6 @@
-"""`save` and `load` on the command line: where the archive comes from and goes to. The formats
-themselves are image/archive.py's. cli/image.py registers these commands (and `image save`,
-`image load`) with the flags below."""
+"""Archives on the command line: `save` and `load` (an image's, in image/archive.py's formats;
+cli/image.py registers them, and `image save`, `image load`, with the flags below) and `export`
+(a container's filesystem, container/export.py's): where the archive comes from and goes to."""
 
 import os
 import sys
@@ -18,25 +18,30 @@ def cmd_save(args) -> int:
     from minidocker.image import archive, layout
 
     images = layout.Layout()
-    if not args.output:
+    write_archive(args.output, lambda out: archive.save(images, args.images, out))
+    return 0
+
+
+def write_archive(output: str | None, write) -> None:
+    """Call write(file) on FILE (-o) or on stdout, as the docker CLI writes an archive."""
+    if not output:
         if sys.stdout.isatty():  # Docker's words: a tar is no sight for a terminal
             raise MinidockerError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         sys.stdout.flush()
-        archive.save(images, args.images, sys.stdout.buffer)
-        return 0
+        write(sys.stdout.buffer)
+        return
     # As the docker CLI does: write a temporary file beside FILE and rename it at the end, so a
     # save that fails leaves no half archive under FILE's name (and an older FILE stays whole).
-    target = os.path.abspath(args.output)
+    target = os.path.abspath(output)
     fd, tmp = tempfile.mkstemp(prefix=".minidocker_temp_", dir=os.path.dirname(target))
     try:
         with os.fdopen(fd, "wb") as out:
-            archive.save(images, args.images, out)
+            write(out)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 is stricter than a file the user asks for
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)
         raise
-    return 0
 
 
 def load_flags(p) -> None:
@@ -62,3 +67,21 @@ def cmd_load(args) -> int:
     for line in lines:
         print(line)
     return 0
+
+
+def cmd_export(args) -> int:
+    from minidocker.container.export import export
+
+    def write(out):
+        for chunk in export(args.container):
+            out.write(chunk)
+
+    write_archive(args.output, write)
+    return 0
+
+
+def add_commands(sub, words=()) -> None:
+    p = sub.add_parser("export", help="export a container's filesystem as a tar archive")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to a file, instead of STDOUT")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_export)

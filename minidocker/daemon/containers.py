@@ -380,6 +380,15 @@ def changes(req, id):
     return Response(200, inspection.changes(id))
 
 
+@route("GET", "/containers/{id}/export")
+def export(req, id):
+    from minidocker.container.export import export as chunks
+
+    lifecycle.find(id)  # an unknown container is a 404 now, before the first byte of tar
+    # A tar cannot carry an error message: an export that fails half-way just ends short.
+    return StreamResponse(200, chunks(id), "application/x-tar")
+
+
 @route("POST", "/containers/prune")
 def prune(req):
     removed = []
