@@ -162,6 +162,11 @@ class Cgroup:
                 continue  # a kernel without swap accounting: Docker warns and limits memory only
             write(path, value)
 
+    def set_devices(self, rules: list[dict]) -> None:
+        """linux.resources.devices: which device nodes the cgroup's processes may open or mknod
+        (v1: devices.deny/allow; v2: a BPF program). See cgroups/devices.py."""
+        raise NotImplementedError
+
     def _missing_hint(self, controller: str) -> str:
         return "use the lab VM (vagrant up), where cgroup v2 has the memory, pids and cpu controllers"
 

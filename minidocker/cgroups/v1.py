@@ -2,6 +2,7 @@
 
 import os
 
+from minidocker.cgroups import devices
 from minidocker.cgroups.base import MOUNTINFO, Cgroup, cgroup_mounts, keyed, read, read_int, wait_for, write
 from minidocker.errors import MinidockerError
 
@@ -11,6 +12,9 @@ class V1(Cgroup):
     # freezer for pause/kill, cpuacct for the CPU usage statistic. No cpuset: a new cpuset cgroup
     # is unusable until cpuset.cpus and cpuset.mems are filled in, and we do not pin CPUs.
     HIERARCHIES = ("memory", "pids", "cpu", "cpuacct", "freezer")
+    # devices (chapter 08): joined where it is mounted, never reported missing (a v1 host without
+    # it has no device cgroup at all, and pure v2 hosts use a BPF program instead).
+    OPTIONAL = ("devices",)
 
     def __init__(self, path: str, mountinfo: str = MOUNTINFO):
         super().__init__(path, mountinfo)
@@ -22,7 +26,7 @@ class V1(Cgroup):
     def _mounted(cls, mountinfo: str) -> dict[str, str]:
         mounts = [(point, opts) for point, fstype, opts in cgroup_mounts(mountinfo) if fstype == "cgroup"]
         # The first mount of each controller; a later one is a bind mount of the same hierarchy.
-        return {c: next(p for p, opts in mounts if c in opts) for c in cls.HIERARCHIES
+        return {c: next(p for p, opts in mounts if c in opts) for c in cls.HIERARCHIES + cls.OPTIONAL
                 if any(c in opts for _, opts in mounts)}
 
     @classmethod
@@ -73,6 +77,16 @@ class V1(Cgroup):
             # mkdir in a cgroupfs *is* creating a cgroup: the kernel fills the directory with the
             # controller's files. exist_ok makes create() idempotent.
             os.makedirs(directory, exist_ok=True)
+
+    # --8<-- [start:v1-devices]
+    def set_devices(self, rules: list[dict]) -> None:
+        """linux.resources.devices into devices.deny and devices.allow, as runc writes them: the
+        reset ("a": deny all, forget every exception), then one exception per write."""
+        if "devices" not in self.hierarchies:
+            return  # no devices hierarchy on this v1 host: nothing to enforce the rules with
+        for name, line in devices.v1_writes(rules):
+            write(self.file("devices", name), line)
+    # --8<-- [end:v1-devices]
 
     def freeze(self) -> None:
         self._freezer("FROZEN")

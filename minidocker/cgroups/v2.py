@@ -2,6 +2,7 @@
 
 import os
 
+from minidocker.cgroups import devices_bpf
 from minidocker.cgroups.base import MOUNTINFO, Cgroup, cgroup_mounts, keyed, read, read_int, wait_for, write
 from minidocker.errors import MinidockerError
 
@@ -73,6 +74,13 @@ class V2(Cgroup):
             raise MinidockerError(f"cannot enable {' '.join(wanted)} in {parent}: {e.strerror}",
                                   "move the processes of that cgroup into a child cgroup") from None
     # --8<-- [end:cgroup-v2-create]
+
+    # --8<-- [start:v2-devices]
+    def set_devices(self, rules: list[dict]) -> None:
+        """linux.resources.devices as a BPF program attached to this cgroup (v2 has no devices
+        files): see devices_bpf.py. The program goes with the cgroup at rmdir."""
+        devices_bpf.attach(self.dir, rules)
+    # --8<-- [end:v2-devices]
 
     def populated(self) -> bool:
         # cgroup.events says whether any process lives here or below, without a walk.

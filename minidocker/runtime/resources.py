@@ -5,6 +5,7 @@ the files are written through minidocker.cgroups, which knows v1 from v2.
 """
 
 from minidocker import cgroups
+from minidocker.cgroups import devices
 from minidocker.cgroups.base import keyed
 from minidocker.errors import MinidockerError
 
@@ -35,11 +36,16 @@ def apply(cgroup: cgroups.Cgroup, resources: dict) -> None:
     Only what is asked for: `run` without -m, --pids-limit or --cpus sends no resources, and then
     no limit code runs at all; the new cgroup keeps the kernel's defaults (unlimited).
     Ignored (no test or chapter needs them yet): cpu.shares, cpuset, blockIO, hugepageLimits,
-    network, and the devices cgroup (the container only gets the nodes the spec lists anyway).
+    network.
+
+    The device rules, though, are always applied (chapter 08), as runc does: the spec's, then
+    runc's own list (cgroups/devices.py), from "deny all". Without them root in the container
+    could mknod /dev/sda and read the host's disk.
     """
     limits = {key: resources[key] for key in ("memory", "pids", "cpu") if resources.get(key)}
     if limits:
         cgroup.set_limits(limits)  # which file takes which value: minidocker/cgroups/limits.py
+    cgroup.set_devices((resources.get("devices") or []) + devices.RUNTIME_RULES)
 
 
 def oom_kills(cgroup: cgroups.Cgroup) -> int:
