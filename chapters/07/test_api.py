@@ -4,7 +4,6 @@
 
 import json
 import os
-import socket
 
 import pytest
 from hypothesis import given, settings, strategies as st

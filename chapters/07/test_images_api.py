@@ -5,7 +5,6 @@ daemon` the fixture started; no dockerd runs. The registry is chapter 03's (Debi
 docker-registry on 127.0.0.1). See docs/07-daemon.md#images, #pull-progress, #networks-and-volumes.
 """
 
-import base64
 import importlib
 import json
 import os
@@ -158,23 +157,24 @@ def test_pull_errors(docker, registry):
         f"an error before the first layer is an HTTP error, not a 200 stream: {unknown.stdout!r} (see {DOCS}#pull-progress)"
 
 
-def test_push_and_pull_with_credentials(docker, daemon, busybox, basic_registry):
-    """The docker CLI sends the credentials of its own config in X-Registry-Auth; the daemon has none."""
+def test_login_then_push_and_pull_with_credentials(docker, daemon, busybox, basic_registry):
+    """`docker login` asks the daemon to check the credentials (POST /auth) and keeps them in the
+    CLI's own config; each push or pull then sends them in X-Registry-Auth. The daemon keeps none."""
     name = f"{basic_registry.host}/md-s2/private:1"
     ok(docker("tag", "busybox", name), "docker tag")
     refused = docker("push", name)
     assert refused.returncode == 1, f"a push without credentials should fail: {refused.stdout}"
-    config_dir = os.path.join(daemon.dir, "docker-config")
-    os.makedirs(config_dir, exist_ok=True)
-    auth = base64.b64encode(f"{registries.USER}:{registries.PASSWORD}".encode()).decode()
-    with open(os.path.join(config_dir, "config.json"), "w") as f:
-        json.dump({"auths": {basic_registry.host: {"auth": auth}}}, f)
+    wrong = docker("login", "-u", registries.USER, "--password-stdin", basic_registry.host, input="wrong\n")
+    assert wrong.returncode == 1 and "Login Succeeded" not in wrong.stdout, (
+        f"a wrong password is refused by the registry, through the daemon: {wrong.stdout!r} {wrong.stderr!r} (see {DOCS}#images)")
+    ok(docker("login", "-u", registries.USER, "--password-stdin", basic_registry.host, input=registries.PASSWORD + "\n"),
+       "docker login (POST /auth)", "images")
     try:
         ok(docker("push", name), "docker push with credentials in X-Registry-Auth", "pull-progress")
         ok(docker("rmi", name), "docker rmi")
         ok(docker("pull", name), "docker pull with credentials in X-Registry-Auth", "pull-progress")
     finally:
-        os.unlink(os.path.join(config_dir, "config.json"))
+        docker("logout", basic_registry.host)
     ok(docker("rmi", name), "docker rmi")
 
 

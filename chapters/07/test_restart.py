@@ -167,4 +167,4 @@ def test_containers_outlive_a_sigkilled_daemon(md, daemon):
         f"a restarted daemon finds the container running, the same process ({DOCS}#live-restore) {harness.explain(out)}"
     # And its supervisor still records the exit: stopped through the new daemon, it is exited.
     assert md("-H", daemon.host, "stop", "-t", "0", cid).returncode == 0
-    assert state(md, cid)[1] == "exited", f"the supervisor records the exit of a container it outlived the daemon with"
+    assert state(md, cid)[1] == "exited", "the supervisor records the exit of a container it outlived the daemon with"

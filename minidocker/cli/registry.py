@@ -7,7 +7,6 @@ A failed pull, push or login exits 1, as the docker CLI does (the daemon's error
 
 import getpass
 import sys
-import urllib.parse
 
 from minidocker.errors import MinidockerError
 
@@ -52,17 +51,6 @@ def cmd_push(args) -> int:
     return 0
 
 
-def server_host(server: str | None) -> str:
-    """`login [SERVER]`: a host[:port], or a URL as Docker also takes (https://host/v1/).
-    None is Docker Hub."""
-    if not server:
-        return "docker.io"
-    if "://" in server:
-        server = urllib.parse.urlsplit(server).netloc
-    server = server.split("/")[0]
-    return "docker.io" if server in ("index.docker.io", "registry-1.docker.io") else server
-
-
 def _login_flags(p) -> None:
     p.add_argument("server", nargs="?", metavar="SERVER")
     p.add_argument("-u", "--username")
@@ -74,7 +62,7 @@ def cmd_login(args) -> int:
     from minidocker.image import auth
     from minidocker.image.registry import Registry, RegistryError
 
-    host = server_host(args.server)
+    host = auth.server_host(args.server)
     if args.password and args.password_stdin:
         raise MinidockerError("--password and --password-stdin are mutually exclusive", "give one")
     user, password = args.username, args.password
@@ -108,7 +96,7 @@ def _logout_flags(p) -> None:
 def cmd_logout(args) -> int:
     from minidocker.image import auth
 
-    host = server_host(args.server)
+    host = auth.server_host(args.server)
     if not auth.remove_credentials(host):
         print(f"Not logged in to {auth.config_key(host)}")
         return 0

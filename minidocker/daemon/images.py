@@ -3,6 +3,7 @@
     GET    /images/json                 list_images (all, filters)         -> [ImageSummary]
     POST   /images/create               pull (fromImage, tag, platform)    -> a stream of JSON messages
     POST   /images/{name}/push          push (tag, X-Registry-Auth)        -> a stream of JSON messages
+    POST   /auth                        check login credentials            -> {"Status": "Login Succeeded"}
     POST   /images/{name}/tag           tag (repo, tag)                    -> 201
     DELETE /images/{name}               remove (force)                     -> [{"Untagged"}, {"Deleted"}]
     GET    /images/{name}/json          inspect                            -> ImageInspect
@@ -72,6 +73,23 @@ def registry_auth(req: Request) -> tuple[str, str]:
         return ()  # "{}" (anonymous), or an identity token, which our registry client does not speak
     return str(config["username"]), str(config.get("password", ""))
 # --8<-- [end:registry-auth]
+
+
+@route("POST", "/auth")
+def check_login(req: Request) -> Response:
+    """`docker login` through a daemon: the daemon checks the credentials against the registry
+    (ping, then a token or Basic, as a pull would) and keeps nothing; the client stores them in
+    its own config and sends them with each push or pull (X-Registry-Auth, above)."""
+    from minidocker.image import auth
+    from minidocker.image.registry import Registry, RegistryError
+
+    body = req.json({})
+    host = auth.server_host(body.get("serveraddress"))
+    try:
+        Registry(host, credentials=(str(body.get("username", "")), str(body.get("password", "")))).authenticate()
+    except RegistryError as e:
+        raise ApiError(401, e.what) from None
+    return Response(200, {"Status": "Login Succeeded", "IdentityToken": ""})
 
 
 def error_message(error: BaseException) -> dict:

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 
 from minidocker import __version__
 from minidocker.daemon import router
-from minidocker.daemon.http import BodyReader, Hijack, Request, Response, StreamResponse
+from minidocker.daemon.http import BodyReader, Hijack, Request, StreamResponse
 from minidocker.errors import MinidockerError
 
 DEFAULT_SOCKET = "/run/minidocker.sock"

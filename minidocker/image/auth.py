@@ -27,6 +27,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 
 from minidocker.errors import MinidockerError
 
@@ -68,6 +69,17 @@ def format_challenge(scheme: str, params: dict) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Stored credentials (Docker's config.json)
+
+def server_host(server: str | None) -> str:
+    """`login [SERVER]`: a host[:port], or a URL as Docker also takes (https://host/v1/).
+    None is Docker Hub."""
+    if not server:
+        return DOCKER_HUB
+    if "://" in server:
+        server = urllib.parse.urlsplit(server).netloc
+    server = server.split("/")[0]
+    return DOCKER_HUB if server in ("index.docker.io", "registry-1.docker.io") else server
+
 
 def config_path() -> str:
     base = os.environ.get("MINIDOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".minidocker")
