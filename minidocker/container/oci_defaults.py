@@ -54,6 +54,7 @@ def default_readonly_paths() -> list[str]:
     return list(READONLY_PATHS)
 
 
+# --8<-- [start:privileged]
 def unlock_for_privileged(spec: dict) -> None:
     """--privileged, as moby does it: /sys and the cgroup filesystem mounted read-write, and no
     path masked or made read-only. The container may then turn every kernel knob of the host."""
@@ -61,6 +62,7 @@ def unlock_for_privileged(spec: dict) -> None:
         if mount["destination"] == "/sys" or mount["type"] == "cgroup":
             mount["options"] = [option for option in mount["options"] if option != "ro"]
     spec["linux"]["maskedPaths"], spec["linux"]["readonlyPaths"] = [], []
+# --8<-- [end:privileged]
 
 
 # --8<-- [start:device-rules]

@@ -133,12 +133,13 @@ def mask(names: list[str] | None) -> int:
 def drop_bounding(capabilities: dict) -> None:
     """In the container's process, before the uid changes: drop from the bounding set every
     capability not in capabilities["bounding"], and keep the permitted set across setuid."""
-    last_capability()  # read /proc/sys while it is surely there, before the loop needs it
     keep = set(capabilities.get("bounding") or [])
-    # --8<-- [start:ex-08-bounding]
     # The bounding set caps what any later exec may gain, even from a setuid-root or a setcap'd
-    # program: drop every capability the kernel knows that the spec does not keep. Dropping one
-    # takes CAP_SETPCAP, which we still hold; a dropped one never comes back in this process tree.
+    # program. Dropping one takes CAP_SETPCAP, which we still hold; once dropped, it never comes
+    # back, in this process or any it starts.
+    # --8<-- [start:ex-08-bounding]
+    # For each capability this kernel knows (linux.CAPABILITIES, up to last_capability()) that
+    # `keep` lacks, drop it from the bounding set: linux.cap_prctl(linux.PR_CAPBSET_DROP, number).
     for name, number in linux.CAPABILITIES.items():
         if number > last_capability():
             break  # this kernel does not know it: PR_CAPBSET_DROP would answer EINVAL
