@@ -626,13 +626,37 @@ def deny_setgroups(pid: int) -> None:
     write_file(f"/proc/{pid}/setgroups", "deny")
 
 
+# clone(2) with CLONE_PARENT: a child whose parent is *our* parent, as runc's nsexec makes the
+# container's first process. By its number: glibc's clone() wants a function to run on a new stack.
+SYS_CLONE = {"x86_64": 56, "aarch64": 220, "armv7l": 120, "riscv64": 220}[os.uname().machine]
+CLONE_PARENT = 0x00008000
+
+
+@_traced(lambda: f"CLONE_PARENT|{signal.SIGCHLD.name}", name="clone")
+def fork_as_sibling() -> int:
+    """fork(), but the new process is our sibling: our parent waits for it and gets its SIGCHLD.
+    Returns 0 in the new process, its pid in ours. With a NULL stack the child runs on a copy of
+    ours, as after fork(); Python's own before/after-fork steps run around it, as in os.fork()."""
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = _libc.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_ulong(CLONE_PARENT | signal.SIGCHLD), None, None, None, None)
+    err = ctypes.get_errno()
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+    else:
+        ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if pid == -1:
+        raise _error(err, "clone", "CLONE_PARENT|SIGCHLD")
+    return pid
+
+
 NS_GET_USERNS = 0xB701  # ioctl(2) on a namespace file: an fd of the user namespace that owns it
 
 
 @_traced(lambda path: f"{_quote(path)}, NS_GET_USERNS", name="ioctl")
 def owning_user_namespace(path) -> tuple[int, int]:
     """The user namespace that owns the namespace file `path` (/proc/self/ns/net), as the
-    (device, inode) pair that names it; compare with os.stat("/proc/self/ns/user")."""
+    (device, inode) pair that names it; compare with os.stat("/proc/self/ns/user"). EPERM when
+    that owner is an ancestor of our user namespace: out of our sight."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         owner = fcntl.ioctl(fd, NS_GET_USERNS)

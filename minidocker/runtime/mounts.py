@@ -114,6 +114,8 @@ def mount_entry(root: str, entry: dict, bundle: str, cgroup=None) -> None:
     target = secure_join(root, entry["destination"])
     if kind == "cgroup":
         mount_cgroup(target, flags, cgroup)
+    elif kind == "sysfs" and not owns_network_namespace():
+        bind_host_sys(target, flags)
     else:
         # --8<-- [start:ex-01-proc]
         # Make the mount point, then mount a fresh filesystem there: mount(source, target, type,
@@ -126,6 +128,25 @@ def mount_entry(root: str, entry: dict, bundle: str, cgroup=None) -> None:
         # --8<-- [end:ex-01-proc]
     for change in propagation:
         linux.mount(None, target, None, change)
+
+
+def owns_network_namespace() -> bool:
+    """Does our user namespace own our network namespace? Not when we joined one of the engine's
+    (chapter 04), made by the host's root, from a user namespace of our own (chapter 08)."""
+    ours = os.stat("/proc/self/ns/user")
+    try:
+        return linux.owning_user_namespace("/proc/self/ns/net") == (ours.st_dev, ours.st_ino)
+    except PermissionError:  # its owner is above ours: the kernel will not even show it
+        return False
+
+
+def bind_host_sys(target: str, flags: int) -> None:
+    """/sys when a fresh sysfs is refused: the kernel lets only a network namespace's owner mount
+    one (sysfs shows the namespace's interfaces). Bind the host's /sys instead, read-only, as runc
+    does: what it shows of the network is the host's, but nothing in it can be changed."""
+    make_mountpoint(target)
+    linux.mount("/sys", target, None, linux.MS_BIND | linux.MS_REC)
+    linux.mount(None, target, None, flags | linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
 # --8<-- [start:mount-bind]
@@ -305,6 +326,9 @@ def make_devices(root: str, devices: list[dict]) -> None:
             os.mknod(path, kind | 0o600, os.makedev(node.get("major", 0), node.get("minor", 0)))
         except FileExistsError:
             continue  # the rootfs has it already (runc keeps it too)
+        except PermissionError:  # in a user namespace: only the host's root may make device nodes
+            bind_host_device(node["path"], path)
+            continue
         os.chmod(path, node.get("fileMode", 0o666) & 0o7777)  # mknod's mode is filtered by our umask
         os.chown(path, node.get("uid", 0), node.get("gid", 0))
     # /dev/ptmx must be the container's own devpts's, not the host's: a link into /dev/pts.
@@ -320,6 +344,13 @@ def make_devices(root: str, devices: list[dict]) -> None:
         if not os.path.lexists(os.path.join(dev, link)):
             os.symlink(target, os.path.join(dev, link))
     # --8<-- [end:mount-dev]
+
+
+def bind_host_device(host_path: str, path: str) -> None:
+    """The host's own node, bound on an empty file, as runc does in a user namespace: the same
+    device, with the host's owner and mode (never chmod it: that would change the host's)."""
+    make_mountpoint(path, directory=False)
+    linux.mount(host_path, path, None, linux.MS_BIND)
 
 
 def mask_paths(paths) -> None:

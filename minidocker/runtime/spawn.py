@@ -3,6 +3,7 @@
 See minidocker/runtime/__init__.py for the order of the steps, lifecycle.py for who calls these.
 """
 
+import functools
 import json
 import os
 import signal
@@ -28,6 +29,15 @@ def fork_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_sta
     def child():
         proc.state_dir_fd, proc.parent_death_signal = state_dir_fd, parent_death_signal
         _become_container(spec, bundle, stdio, cgroup, console, wait_for_start)
+
+    if "user" in namespaces and not namespaces["user"]:
+        # Chapter 08: a user namespace of its own. Made first, by a first stage that then forks
+        # the child on our behalf; the child finishes the rest (runtime/userns.py).
+        from minidocker.runtime import userns
+
+        fork = functools.partial(userns.fork_in_user_namespace, spec, bundle, cgroup)
+        spec, cgroup = userns.second_stage(spec, cgroup)
+        return fork_with_error_pipe(child, fork)
 
     # --8<-- [start:ex-01-pid-namespace]
     # unshare(CLONE_NEWPID) (or setns() into the spec's PID namespace, given by its path), fork
@@ -57,10 +67,11 @@ def enter(path: str, nstype: int) -> None:
         os.close(fd)
 
 
-def fork_with_error_pipe(child) -> tuple[int, int]:
-    """Fork; the child runs `child()`, which must exec or raise. Returns (pid, error pipe)."""
+def fork_with_error_pipe(child, fork=os.fork) -> tuple[int, int]:
+    """Fork; the child runs `child()`, which must exec or raise. Returns (pid, error pipe).
+    `fork`: os.fork, or another function that returns 0 in the child and its pid in the parent."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)  # closed by the kernel on a successful exec
-    pid = os.fork()
+    pid = fork()
     if pid == 0:
         os.close(read_end)
         proc.error_pipe = write_end  # the child's end, for report() and for run_init() to close
@@ -147,6 +158,7 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, consol
          parent_death_signal: int = signal.SIGKILL, seccomp_filter=None) -> int:
     """Start `process` inside the namespaces and cgroup of `container_pid`; return its pid.
     `seccomp_filter`: the container's linux.seccomp, which binds an exec'd process as well."""
+    user_ns = user_namespace_of(container_pid)
     # --8<-- [start:ex-01-exec-setns]
     # Open /proc/PID/ns/*, setns() into the PID namespace, fork, and setns() the child into the rest.
     #
@@ -163,11 +175,25 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, consol
             cgroup.add(0)
         for name in ("cgroup", "ipc", "uts", "network", "mount"):
             linux.setns(ns_files[name], linux.NAMESPACES[name][0])
+        if user_ns is not None:  # chapter 08: the container's root is not the host's
+            linux.setns(user_ns, linux.CLONE_NEWUSER)
         proc.start_process(process, stdio, console, init=False, seccomp_filter=seccomp_filter)
 
     pid, errors = fork_with_error_pipe(enter_all)
     linux.setns(own_pid_ns, linux.CLONE_NEWPID)
     # --8<-- [end:ex-01-exec-setns]
-    for fd in (*ns_files.values(), own_pid_ns):
+    for fd in (*ns_files.values(), own_pid_ns, *([user_ns] if user_ns is not None else [])):
         os.close(fd)
     return wait_for_exec(pid, errors)
+
+
+def user_namespace_of(pid: int) -> int | None:
+    """An fd of `pid`'s user namespace, if it is not ours (None: the container has none of its own).
+
+    An exec'd process joins it last, after the mount namespace: setns() into the others needs the
+    host root's powers over them (the network namespace is the host's), and joining the user
+    namespace gives those up."""
+    theirs, ours = os.stat(f"/proc/{pid}/ns/user"), os.stat("/proc/self/ns/user")
+    if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+        return None
+    return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
