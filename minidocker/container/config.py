@@ -156,7 +156,7 @@ def check_settings(config: dict, host_config: dict) -> None:
     capabilities.check(host_config)  # chapter 08: --cap-add, --cap-drop
     from minidocker.security import userns
 
-    userns.check(host_config)  # chapter 08: --userns, and what a remapped engine refuses
+    userns.check(host_config, config)  # chapter 08: --userns, and what a remapped engine refuses
     nano_cpus, cores = host_config.get("NanoCpus") or 0, os.cpu_count() or 1
     # The kernel refuses a CFS quota under 1 ms per 100 ms period: 0.01 CPU is the floor.
     if nano_cpus and not 10**7 <= nano_cpus <= cores * 10**9:

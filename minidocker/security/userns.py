@@ -55,7 +55,7 @@ def setting() -> str:
     return os.environ.get(ENV, "").strip()
 
 
-def check(host_config: dict) -> None:
+def check(host_config: dict, config: dict | None = None) -> None:
     """At create, before anything is made: --userns's value, and Docker's conflicts."""
     mode = host_config.get("UsernsMode") or ""
     if mode not in ("", "host"):
@@ -68,6 +68,12 @@ def check(host_config: dict) -> None:
     if host_config.get("NetworkMode") == "host":
         raise MinidockerError("cannot share the host's network namespace when user namespaces are enabled",
                               "add --userns=host")
+    image = (config or {}).get("Image") or ""
+    if image.startswith("/") and not image.endswith(":O"):
+        # The runtime would use the directory as it is, and its files are the host root's: root
+        # inside could not even make the mount points of /etc/hosts. (DIR:O has an init layer.)
+        raise MinidockerError(f"--rootfs {image} cannot be used with user namespaces: its files belong to the "
+                              "host's root", "use --rootfs DIR:O, or --userns=host")
     remap()  # the user and its ranges must be there: say so now, not at start
 
 
