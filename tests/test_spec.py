@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minidocker.cli import create_flags
-from minidocker.container import config, spec
+from minidocker.container import config, oci_defaults, spec
 from minidocker.errors import MinidockerError
 
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -51,7 +51,8 @@ def test_the_config_keeps_ocis_field_names(tmp_path):
     assert oci["process"]["args"] == ["sh"] and oci["root"]["path"] == str(tmp_path)
     assert {ns["type"] for ns in oci["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount", "cgroup"}
     assert oci["linux"]["resources"] == {"memory": {"limit": 64 << 20, "swap": 128 << 20}, "pids": {"limit": 10},
-                                         "cpu": {"quota": 50000, "period": 100000}}
+                                         "cpu": {"quota": 50000, "period": 100000},
+                                         "devices": oci_defaults.default_device_rules()}  # chapter 08's
     assert [m["destination"] for m in oci["mounts"]][:2] == ["/proc", "/dev"]
 
 
