@@ -163,10 +163,10 @@ def tolerated(table: list[tuple]) -> list[tuple]:
     Only on a host with cgroup v1 hierarchies (v1 alone, or hybrid: v1 controllers and cgroup2 at
     /sys/fs/cgroup/unified, as this VM). There the spec's single `cgroup` mount becomes a tmpfs
     with one mount per v1 hierarchy in it (neither runc 1.1 nor we mount the hybrid's `unified`), and:
-    - runc puts the container in every v1 hierarchy; we use memory, pids, cpu, cpuacct and
-      freezer only, and show only those (in the others the container would see the host's
-      cgroup and the whole tree below it). runc's cpuset, devices, blkio and name=systemd are
-      dropped here; on our side the chapter-01 suite checks that nothing else is mounted.
+    - runc puts the container in every v1 hierarchy; we use memory, pids, cpu, cpuacct,
+      freezer and devices (chapter 08) only, and show only those (in the others the container
+      would see the host's cgroup and the whole tree below it). runc's cpuset, blkio and
+      name=systemd are dropped here; on our side the chapter-01 suite checks that nothing else is mounted.
     - runc applies the entry's "ro" to the hierarchies but leaves the tmpfs that holds them
       read-write; we make it read-only too, as the entry asks. Nothing lives in that tmpfs but
       the mount points, so ro/rw of the tmpfs itself is dropped here; the hierarchies' ro is not.
