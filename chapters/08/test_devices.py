@@ -229,6 +229,9 @@ def test_dockers_rules_as_a_program():
             f"runc's default rules as a program answer wrongly for {access} on {kind} {major}:{minor} "
             f"(expected {verdict}) — see {EXERCISE}")
     assert len(devices_bpf.encode(program)) == 8 * len(program), f"an instruction is 8 bytes — see {BPF_DOCS}"
+    listing = devices_bpf.disassemble(program)
+    assert len(listing) == len(program) and listing[-2:] == [f"{len(program) - 2:3}: r0 = 0", f"{len(program) - 1:3}: exit"], (
+        f"the program ends with the default, deny: {listing[-2:]} — see {BPF_DOCS}")
 
 
 # ---------------------------------------------------------------------------------------------

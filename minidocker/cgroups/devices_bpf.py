@@ -103,6 +103,15 @@ def encode(program: list[tuple]) -> bytes:
     return b"".join(struct.pack("<BBhi", code, src << 4 | dst, off, imm) for code, dst, src, off, imm in program)
 
 
+def disassemble(program: list[tuple]) -> list[str]:
+    """The program as a reader would write it, one line per instruction: "if r3 != 2 goto +7"."""
+    show = {LDX_W: "r{dst} = *(u32 *)(r{src} + {off})", MOV_REG: "r{dst} = r{src}", MOV_IMM: "r{dst} = {imm}",
+            AND_IMM: "r{dst} &= {imm:#x}", RSH_IMM: "r{dst} >>= {imm}", JEQ_IMM: "if r{dst} == {imm} goto +{off}",
+            JNE_IMM: "if r{dst} != {imm} goto +{off}", EXIT: "exit"}
+    return [f"{i:3}: " + show[code].format(dst=dst, src=src, off=off, imm=imm)
+            for i, (code, dst, src, off, imm) in enumerate(program)]
+
+
 def attach(cgroup_dir: str, rules: list[dict]) -> None:
     """Load the program for `rules` and attach it to the v2 cgroup `cgroup_dir`."""
     prog_fd = linux.bpf_prog_load(linux.BPF_PROG_TYPE_CGROUP_DEVICE, encode(assemble(rules)), name="md_devices")
