@@ -105,10 +105,16 @@ def mappings(ranges: list[tuple[int, int]]) -> list[dict]:
 
 
 def to_host(ident: int, maps: list[dict]) -> int:
-    """A container's uid (or gid) as the host sees it."""
+    """A container's uid (or gid) as the host sees it, through the OCI mappings `maps`."""
+    # --8<-- [start:ex-08-id-map]
+    # Find the mapping whose ids inside (containerID, and `size` of them) hold `ident`, and return
+    # the id at the same offset from its hostID. None holds it: fall through to the error below.
+    #
+    # The kernel does the same sum with /proc/PID/uid_map on every permission check.
     for m in maps:
         if m["containerID"] <= ident < m["containerID"] + m["size"]:
             return m["hostID"] + ident - m["containerID"]
+    # --8<-- [end:ex-08-id-map]
     raise MinidockerError(f"Container ID {ident} cannot be mapped to a host ID", "the range in /etc/subuid is too small")
 
 
@@ -227,14 +233,18 @@ def remapped_layer(path: str, linux: dict) -> str:
     return target
 
 
-# --8<-- [start:ex-08-shift-ownership]
 def shift_owner(path: str, st: os.stat_result, uid_of, gid_of) -> None:
-    """Give `path` (a copy of a file whose stat is `st`) the host ids of its owner in the container,
-    and its mode back: chown(2) clears the setuid and setgid bits."""
+    """Give `path`, the copy of a file whose lstat is `st`, the host's ids of its owner."""
+    # --8<-- [start:ex-08-shift-ownership]
+    # lchown `path` to uid_of(st.st_uid) and gid_of(st.st_gid) (the link itself, never its
+    # target); then, unless it is a symlink, chmod it back to st's permission bits.
+    #
+    # The chmod is not idle: chown(2) clears the setuid and setgid bits (a file must not stay
+    # setuid for a new owner), and busybox's su would lose its own. A symlink has no mode.
     os.lchown(path, uid_of(st.st_uid), gid_of(st.st_gid))
-    if not stat.S_ISLNK(st.st_mode):  # a symlink has no mode of its own
+    if not stat.S_ISLNK(st.st_mode):
         os.chmod(path, stat.S_IMODE(st.st_mode))
-# --8<-- [end:ex-08-shift-ownership]
+    # --8<-- [end:ex-08-shift-ownership]
 
 
 def copy_shifted(src: str, dst: str, uid_of, gid_of) -> None:

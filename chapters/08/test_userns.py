@@ -1,0 +1,178 @@
+"""Chapter 08: user namespaces. With the engine remapping (MINIDOCKER_USERNS_REMAP, as `dockerd
+--userns-remap`), root in a container is uid 0 inside and an unprivileged range of the host
+outside: what it makes belongs to that range, and the host's root-only files stay closed to it.
+`--userns=host` opts a container out; --privileged and --network host need that opt-out.
+(docs/08-hardening.md#user-namespaces)
+"""
+
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import harness
+from minidocker.errors import MinidockerError
+from minidocker.security import userns
+
+DOCS = "docs/08-hardening.md#user-namespaces"
+RUN = ("run", "--rm", "--network", "none")
+
+
+@pytest.fixture(autouse=True)
+def _root():
+    harness.need_root()
+
+
+@pytest.fixture(scope="module")
+def remap():
+    """The engine's switch on (`default`: the user mdremap and its ranges, made by the engine if
+    missing) for this module's CLI runs; a user and ranges the engine made are taken away after."""
+    existed = _user_exists(userns.DEFAULT_USER)
+    env = {userns.ENV: "default"}
+    yield env
+    if not existed and _user_exists(userns.DEFAULT_USER):
+        subprocess.run(["userdel", userns.DEFAULT_USER], check=True)
+        for path in (userns.SUBUID, userns.SUBGID):  # userdel keeps them on some versions of shadow
+            with open(path) as f:
+                kept = [line for line in f if not line.startswith(f"{userns.DEFAULT_USER}:")]
+            with open(path, "w") as f:
+                f.writelines(kept)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _host_root() -> tuple[int, int]:
+    """Where the engine maps container root: the first id of mdremap's ranges."""
+    entry = pwd.getpwnam(userns.DEFAULT_USER)
+    return (userns.ranges_of(userns.SUBUID, entry.pw_name, entry.pw_uid)[0][0],
+            userns.ranges_of(userns.SUBGID, entry.pw_name, entry.pw_gid)[0][0])
+
+
+@pytest.fixture
+def shared_dir():
+    """A host directory to bind in: anyone may write it (1777), and it holds root's 0600 secret."""
+    directory = tempfile.mkdtemp(prefix="md-userns-")
+    os.chmod(directory, 0o1777)
+    with open(os.path.join(directory, "secret"), "w") as f:
+        f.write("host root only\n")
+    os.chmod(os.path.join(directory, "secret"), 0o600)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_root_inside_is_nobody_outside(md, remap, shared_dir):
+    script = ("id -u; cat /proc/self/uid_map; stat -c %u:%g /bin/busybox /etc/hosts; touch /data/made && echo made; "
+              "cat /data/secret 2>/dev/null && echo READ-THE-SECRET; echo /etc is ours > /etc/motd && cat /etc/motd")
+    out = md(*RUN, "-v", f"{shared_dir}:/data", "busybox", "sh", "-c", script, env=remap)
+    assert out.returncode == 0, harness.explain(out)
+    lines = out.stdout.splitlines()
+    uid, gid = _host_root()
+    assert lines[0] == "0", f"root in the container should be uid 0 inside, got {lines[0]!r}: see {DOCS}"
+    assert lines[1].split() == ["0", str(uid), "65536"], \
+        f"uid_map should map 0 to {uid} for 65536 ids (mdremap's range), got {lines[1]!r}: see {DOCS}"
+    assert lines[2:4] == ["0:0", "0:0"], \
+        f"the image's files and /etc/hosts should be root's inside (the layers chowned by the range), got {lines[2:4]}: " \
+        f"see {DOCS}#ex-08-shift-ownership"
+    made = os.stat(os.path.join(shared_dir, "made"))
+    assert "made" in lines and (made.st_uid, made.st_gid) == (uid, gid), \
+        f"a file the container's root made should be {uid}:{gid} on the host, is {made.st_uid}:{made.st_gid}: see {DOCS}"
+    assert "READ-THE-SECRET" not in out.stdout, \
+        f"root in a remapped container read the host root's 0600 file through a bind mount: see {DOCS}"
+    assert lines[-1] == "/etc is ours", f"root inside could not write its own /etc: {out.stdout!r} {out.stderr!r}"
+
+
+def test_exec_and_order_of_namespaces(md, remap):
+    """exec joins the container's user namespace; the trace shows runc's order: the user (and
+    PID) namespace first, then the maps, written by the runtime, then the container's process."""
+    out = md("--trace", *RUN, "busybox", "true", env=remap)
+    assert out.returncode == 0, harness.explain(out)
+    lines = out.stderr.splitlines()
+
+    def first(pattern: str) -> int:
+        found = [i for i, line in enumerate(lines) if re.search(pattern, line)]
+        assert found, f"the trace has no line like {pattern!r}: see {DOCS}\n{out.stderr[-3000:]}"
+        return found[0]
+
+    order = [first(r"unshare\(CLONE_NEWUSER\|CLONE_NEWPID\) = 0"), first(r'write\("/proc/\d+/uid_map", "0 \d+ 65536"\)'),
+             first(r'write\("/proc/\d+/gid_map"'), first(r"clone\(CLONE_PARENT\|SIGCHLD\) = 0"),
+             first(r'mount\("proc", .*"proc"')]
+    assert order == sorted(order), \
+        f"expected: unshare(USER|PID), uid_map, gid_map, the process forked, proc mounted, in that order: see {DOCS}"
+    name = "md-userns-exec"
+    try:
+        assert md("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "30", env=remap).returncode == 0
+        out = md("exec", name, "sh", "-c", "id -u; cat /proc/self/uid_map", env=remap)
+        assert out.returncode == 0, harness.explain(out)
+        assert out.stdout.split()[:2] == ["0", "0"] and out.stdout.split()[2] == str(_host_root()[0]), \
+            f"an exec'd process should join the container's user namespace, got {out.stdout!r}: see {DOCS}"
+    finally:
+        md("rm", "-f", name)
+
+
+def test_userns_host_and_conflicts(md, remap):
+    out = md(*RUN, "--userns=host", "busybox", "cat", "/proc/self/uid_map", env=remap)
+    assert out.returncode == 0, harness.explain(out)
+    assert out.stdout.split() == ["0", "0", "4294967295"], \
+        f"--userns=host should leave the container in the host's user namespace, got {out.stdout!r}: see {DOCS}"
+    before = md("ps", "-a", "-q", "--no-trunc").stdout
+    refused = {("--privileged",): "privileged mode is incompatible with user namespaces",
+               ("--network", "host"): "cannot share the host's network namespace when user namespaces are enabled",
+               ("--userns", "private-please"): "invalid UsernsMode: private-please"}
+    for flags, words in refused.items():
+        out = md("run", "--rm", *flags, "busybox", "true", env=remap)
+        assert out.returncode == 125 and words in out.stderr, \
+            f"{' '.join(flags)} under a remapping engine: expected exit 125 and Docker's {words!r}, got " \
+            f"{out.returncode}: {out.stderr!r}: see {DOCS}"
+    after = md("ps", "-a", "-q", "--no-trunc").stdout
+    assert after == before, f"a refused create left a container behind: {after!r}"
+
+
+def test_off_by_default(md):
+    out = md(*RUN, "busybox", "cat", "/proc/self/uid_map", env={userns.ENV: ""})
+    assert out.returncode == 0, harness.explain(out)
+    assert out.stdout.split() == ["0", "0", "4294967295"], \
+        f"without --userns-remap (MINIDOCKER_USERNS_REMAP) there should be no remapping, as in Docker: see {DOCS}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The arithmetic, as properties
+
+ranges = st.lists(st.tuples(st.integers(1, 2**31), st.integers(1, 70000)), min_size=1, max_size=4)
+
+
+@given(ranges)
+def test_mappings_cover_the_ranges_in_order(found):
+    maps = userns.mappings(found)
+    total = sum(size for _, size in found)
+    inside = 0
+    for (start, size), m in zip(found, maps):
+        assert m == {"containerID": inside, "hostID": start, "size": size}, \
+            f"container ids should follow one another from 0 across the ranges: {maps}: see {DOCS}"
+        assert userns.to_host(inside, maps) == start and userns.to_host(inside + size - 1, maps) == start + size - 1
+        inside += size
+    with pytest.raises(MinidockerError):
+        userns.to_host(total, maps)  # past the last range: nothing on the host to map it to
+
+
+@given(st.lists(st.tuples(st.integers(0, 400000), st.integers(1, 100000)), max_size=6))
+def test_a_new_range_overlaps_nobody(taken):
+    with tempfile.NamedTemporaryFile("w", suffix="subuid") as f:
+        f.writelines(f"user{i}:{start}:{size}\n" for i, (start, size) in enumerate(taken))
+        f.flush()
+        start = userns.free_range(f.name)
+    assert start >= userns.RANGE_START
+    for begin, size in taken:
+        assert start + userns.RANGE_SIZE <= begin or begin + size <= start, \
+            f"the new range {start}+{userns.RANGE_SIZE} overlaps {begin}+{size}: see {DOCS}"
