@@ -74,8 +74,12 @@ def shared_dir():
 
 def test_root_inside_is_nobody_outside(md, remap, shared_dir):
     script = ("id -u; cat /proc/self/uid_map; stat -c %u:%g /bin/busybox /etc/hosts; touch /data/made && echo made; "
-              "cat /data/secret 2>/dev/null && echo READ-THE-SECRET; echo /etc is ours > /etc/motd && cat /etc/motd")
-    out = md(*RUN, "-v", f"{shared_dir}:/data", "busybox", "sh", "-c", script, env=remap)
+              "cat /data/secret 2>/dev/null && echo READ-THE-SECRET; touch /vol/x && echo volume-ok; "
+              "echo /etc is ours > /etc/motd && cat /etc/motd")
+    try:
+        out = md(*RUN, "-v", f"{shared_dir}:/data", "-v", "md-userns-vol:/vol", "busybox", "sh", "-c", script, env=remap)
+    finally:
+        md("volume", "rm", "-f", "md-userns-vol")
     assert out.returncode == 0, harness.explain(out)
     lines = out.stdout.splitlines()
     uid, gid = _host_root()
@@ -90,6 +94,7 @@ def test_root_inside_is_nobody_outside(md, remap, shared_dir):
         f"a file the container's root made should be {uid}:{gid} on the host, is {made.st_uid}:{made.st_gid}: see {DOCS}"
     assert "READ-THE-SECRET" not in out.stdout, \
         f"root in a remapped container read the host root's 0600 file through a bind mount: see {DOCS}"
+    assert "volume-ok" in lines, f"root inside could not write a new named volume: {out.stderr!r}: see {DOCS}"
     assert lines[-1] == "/etc is ours", f"root inside could not write its own /etc: {out.stdout!r} {out.stderr!r}"
 
 

@@ -280,7 +280,8 @@ def prepare(spec: dict, container_dir: str) -> None:
     """At start, on the host: what the mapped root must own or reach (Docker does it at create).
 
     - the writable layer (upper, work) and the init layer: root's, so root inside may write "/";
-    - the files the engine binds in from the container's directory (/etc/hosts...);
+    - the files the engine binds in from the container's directory (/etc/hosts...), and the top
+      directory of a volume the engine made;
     - search (x) permission for others on the store's directories down to the container's, as
       dockerd sets 0701 on its root: the runtime resolves the rootfs and bind sources as the mapped
       root, which is nobody special on the host.
@@ -302,7 +303,12 @@ def prepare(spec: dict, container_dir: str) -> None:
         for where, dirs, files in os.walk(init):
             for name in [where] + [os.path.join(where, n) for n in dirs + files]:
                 os.lchown(name, uid, gid)
+    volumes = os.path.join(store.root(), "volumes")
     for mount in spec.get("mounts", ()):
         source = mount.get("source") or ""
         if source.startswith(container_dir + os.sep) and os.path.exists(source):
+            os.lchown(source, uid, gid)
+        elif source.startswith(volumes + os.sep) and os.path.isdir(source) and os.stat(source).st_uid == 0:
+            # A volume's top directory, as the engine made it: its root's, so that root inside may
+            # write it (dockerd makes it so in its remapped store). Its content is the container's.
             os.lchown(source, uid, gid)
