@@ -44,6 +44,7 @@ def _letters(text) -> str:
     return "".join(letter for letter in "rwm" if letter in text)
 
 
+# --8<-- [start:normalize]
 def normalize(rules: list[dict]) -> tuple[bool, list[DeviceException]]:
     """The OCI rules, applied in order, as cgroup v1 would hold them: (default_allow, exceptions).
 
@@ -70,6 +71,7 @@ def normalize(rules: list[dict]) -> tuple[bool, list[DeviceException]]:
             else:
                 del exceptions[key]
     return default_allow, [DeviceException(*key, access) for key, access in exceptions.items()]
+# --8<-- [end:normalize]
 
 
 def allows(rules: list[dict], kind: str, major: int, minor: int, access: str) -> bool:
