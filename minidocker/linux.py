@@ -574,7 +574,10 @@ def bpf_prog_load(prog_type: int, instructions: bytes, license: str = "GPL", nam
     if fd == -1:
         err, log = ctypes.get_errno(), ctypes.create_string_buffer(1 << 16)
         attempt(log)  # the same load again, now with a log, to say why
-        detail = log.value.decode(errors="replace").strip().splitlines()[-3:]
+        lines = log.value.decode(errors="replace").strip().splitlines()
+        # The verifier walks the program and stops at the first fault: the last lines before its
+        # statistics ("processed N insns...") say which instruction, and what is wrong with it.
+        detail = [line for line in lines if not line.startswith("processed ")][-2:]
         raise OSError(err, f"bpf(BPF_PROG_LOAD): {os.strerror(err)} [{errno_names.errorcode.get(err, err)}]"
                       + (f": {' / '.join(detail)}" if detail else ""))
     return fd

@@ -1,5 +1,6 @@
 """cgroup v2: one unified hierarchy, where a directory is a cgroup for every controller."""
 
+import errno
 import os
 
 from minidocker.cgroups import devices_bpf
@@ -79,7 +80,14 @@ class V2(Cgroup):
     def set_devices(self, rules: list[dict]) -> None:
         """linux.resources.devices as a BPF program attached to this cgroup (v2 has no devices
         files): see devices_bpf.py. The program goes with the cgroup at rmdir."""
-        devices_bpf.attach(self.dir, rules)
+        try:
+            devices_bpf.attach(self.dir, rules)
+        except OSError as e:
+            # EACCES: the verifier refused the program (its log is in the message). EPERM: no
+            # CAP_SYS_ADMIN. EINVAL: a kernel without cgroup BPF.
+            hint = ("the kernel's verifier refused the program: see docs/08-hardening.md#ex-08-device-rule"
+                    if e.errno == errno.EACCES else "cgroup v2 needs Linux 4.15+ with CONFIG_CGROUP_BPF, and root")
+            raise MinidockerError(f"cannot set the device cgroup of {self.path}: {e.strerror}", hint) from None
     # --8<-- [end:v2-devices]
 
     def populated(self) -> bool:
