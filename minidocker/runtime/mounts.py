@@ -133,6 +133,9 @@ def mount_entry(root: str, entry: dict, bundle: str, cgroup=None) -> None:
 def owns_network_namespace() -> bool:
     """Does our user namespace own our network namespace? Not when we joined one of the engine's
     (chapter 04), made by the host's root, from a user namespace of our own (chapter 08)."""
+    with open("/proc/self/uid_map") as f:
+        if f.read().split() == ["0", "0", "4294967295"]:
+            return True  # the host's user namespace (every id itself): it owns every namespace
     ours = os.stat("/proc/self/ns/user")
     try:
         return linux.owning_user_namespace("/proc/self/ns/net") == (ours.st_dev, ours.st_ino)
