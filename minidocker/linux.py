@@ -76,6 +76,7 @@ UMOUNT_NOFOLLOW = 8
 
 # prctl(2) options.
 PR_SET_PDEATHSIG = 1  # a signal for me when my parent dies
+PR_SET_DUMPABLE = 4  # 0: /proc/PID's private files and ptrace only for CAP_SYS_PTRACE (exec resets it)
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36  # orphans of my descendants are re-parented to me, not to init
 PR_SET_NO_NEW_PRIVS = 38  # no exec from here on may gain privileges (setuid bits, file caps)
@@ -756,7 +757,10 @@ def execv(path, args) -> None:
     os.execv(path, args)
 
 
-@_traced(lambda name, flags: f"{_quote(name)}, {flags}")
+MEMFD_FLAGS = {"MFD_CLOEXEC": os.MFD_CLOEXEC, "MFD_ALLOW_SEALING": os.MFD_ALLOW_SEALING}
+
+
+@_traced(lambda name, flags: f"{_quote(name)}, {flag_names(flags, MEMFD_FLAGS)}")
 def memfd_create(name: str, flags: int) -> int:
     """A file that lives in memory only, with no path; returns its fd."""
     try:
