@@ -148,12 +148,25 @@ ABSENT_ON_THIS_HOST = {a for a, path in (("write-sysrq-trigger", "/proc/sysrq-tr
                                          ("read-timer-list", "/proc/timer_list")) if not host_has(path)}
 
 
+def kernel_locked_down() -> bool:
+    """Lockdown's confidentiality mode (Secure Boot machines may boot with it) refuses /proc/kcore
+    to every process, the host's root included: a lock of the host's, not of Docker's."""
+    try:
+        with open("/sys/kernel/security/lockdown") as f:
+            return "[confidentiality]" in f.read()
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("attack", EXPECTED)
 def test_privileged_lets_the_same_attack_through(attacked, attack):
     result = attacked["privileged"].get(attack)
     assert result is not None, f"attacks.c did not report {attack} under --privileged: {attacked['privileged']}"
     if attack in ABSENT_ON_THIS_HOST:
         assert result["errno"] == "ENOENT", f"{attack}: this host's kernel has no such file: {result}"
+        return
+    if attack == "read-kcore" and kernel_locked_down():
+        assert result["errno"] == "EPERM", f"{attack}: this host's kernel is locked down: {result}"
         return
     assert result["ok"], \
         f"{attack} is stopped even under --privileged, so something else than Docker's defaults stops it " \
@@ -190,6 +203,24 @@ def test_shocker_under_privileged_lists_the_hosts_disk(attacked, attacks_dir):
 
 # ---------------------------------------------------------------------------------------------
 # CVE-2019-5736: the runtime's own binary, reached from inside through /proc/self/exe.
+
+PR_GET_DUMPABLE = 3  # <linux/prctl.h>
+
+
+def test_the_process_that_enters_a_container_is_not_dumpable_until_its_exec():
+    """Before its exec, the forked runtime is in the container's PID namespace: the container must
+    not ptrace it nor read its /proc/PID/mem, fd or environ. Asked in the fork itself (API level):
+    prctl(PR_GET_DUMPABLE) is its exit code."""
+    import ctypes
+
+    from minidocker.runtime import spawn
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid, errors = spawn.fork_with_error_pipe(lambda: os._exit(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)))
+    os.close(errors)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, \
+        f"the forked runtime is dumpable: root in the container could ptrace it before its exec ({DOCS}#cve-2019-5736)"
 
 EVIL = """#!/proc/self/exe
 import fcntl, json, os
