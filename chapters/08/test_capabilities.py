@@ -143,12 +143,14 @@ def test_exec_gets_the_containers_sets_and_inspect_shows_the_flags(md):
              "busybox", "sleep", "30")
     assert out.returncode == 0, harness.explain(out)
     try:
-        first = sets_in(md("exec", name, "cat", "/proc/1/status").stdout)
-        execd = sets_in(md("exec", name, "grep", "Cap", "/proc/self/status").stdout)
-        as_user = sets_in(md("exec", "-u", "1000", name, "grep", "Cap", "/proc/self/status").stdout)
-        host_config = json.loads(md("inspect", name).stdout)[0]["HostConfig"]
+        outs = [md("exec", name, "cat", "/proc/1/status"), md("exec", name, "grep", "Cap", "/proc/self/status"),
+                md("exec", "-u", "1000", name, "grep", "Cap", "/proc/self/status"), md("inspect", name)]
     finally:
         md("rm", "-f", name)
+    for out in outs:
+        assert out.returncode == 0, f"{harness.explain(out)} ({DOCS})"
+    first, execd, as_user = (sets_in(out.stdout) for out in outs[:3])
+    host_config = json.loads(outs[3].stdout)[0]["HostConfig"]
     expected = (DOCKER_DEFAULT - {"NET_RAW"}) | {"SYS_TIME"}
     assert first["CapEff"] == expected, f"--cap-drop net_raw --cap-add CAP_SYS_TIME: {first} ({DOCS})"
     assert execd == first, f"an exec'd process should get the container's sets: {execd} vs {first} ({DOCS})"
@@ -172,6 +174,34 @@ def test_the_trace_shows_the_bounding_set_dropped_then_capset(md):
     assert capset and execve and capset[0] < execve[0] and \
         "effective=CAP_KILL, permitted=CAP_KILL, inheritable=0}) = 0" in lines[capset[0]], \
         f"capset should set the three sets to CAP_KILL, before the execve: {lines} ({DOCS})"
+
+
+def test_the_runtime_applies_each_set_of_a_bundle_for_a_non_root_user(md, rootfs, tmp_path):
+    """An OCI bundle (as runc runs it) may ask what Docker never does: inheritable and ambient
+    capabilities, for a non-root user, who then keeps the ambient ones across execve."""
+    from minidocker.container import oci_defaults
+
+    spec = {"ociVersion": "1.0.2", "root": {"path": rootfs}, "hostname": "mdcaps",
+            "mounts": oci_defaults.default_mounts(),
+            "linux": {"namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")]},
+            "process": {"args": ["grep", "Cap", "/proc/self/status"], "cwd": "/", "env": ["PATH=/bin"],
+                        "user": {"uid": 1000, "gid": 1000},
+                        "capabilities": {
+                            "bounding": ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_CHOWN"],
+                            "permitted": ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_CHOWN"],
+                            "effective": ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_CHOWN"],
+                            "inheritable": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+                            # CHOWN is not inheritable: the kernel would refuse it; runc skips it.
+                            "ambient": ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]}}}
+    (tmp_path / "config.json").write_text(json.dumps(spec))
+    out = md("runtime", "--root", str(tmp_path / "state"), "run", "-b", str(tmp_path), "md-caps-bundle")
+    assert out.returncode == 0, f"{harness.explain(out)} (setuid clears the permitted set unless " \
+                                f"PR_SET_KEEPCAPS is on: {DOCS})"
+    expected = {"CapBnd": {"NET_BIND_SERVICE", "KILL", "CHOWN"}, "CapInh": {"NET_BIND_SERVICE", "KILL"},
+                "CapAmb": {"NET_BIND_SERVICE"}, "CapPrm": {"NET_BIND_SERVICE"}, "CapEff": {"NET_BIND_SERVICE"}}
+    found = sets_in(out.stdout)
+    assert found == expected, (f"uid 1000 keeps across execve only its ambient set (in permitted and effective "
+                               f"too): {differences(found, expected)} ({DOCS})")
 
 
 # --- Docker's merge rules, as a model: hypothesis tries lists of names against it. ---------------

@@ -159,8 +159,11 @@ def apply(capabilities: dict) -> None:
     linux.capset(effective=mask(capabilities.get("effective")), permitted=mask(capabilities.get("permitted")),
                  inheritable=mask(capabilities.get("inheritable")))
     # Ambient capabilities survive the exec of a program without file capabilities, even as a
-    # non-root user. Start from none; raise each listed one (it must be permitted and inheritable).
+    # non-root user. Start from none, then raise each listed one. The kernel refuses (EPERM) one
+    # that is not both permitted and inheritable: runc skips it, and so do we (`runc spec`'s own
+    # config lists three ambient ones and no inheritable one).
     linux.cap_prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    allowed = mask(capabilities.get("permitted")) & mask(capabilities.get("inheritable"))
     for name in capabilities.get("ambient") or []:
-        if mask([name]):
+        if mask([name]) & allowed:
             linux.cap_prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, linux.CAPABILITIES[name])
