@@ -115,6 +115,9 @@ def test_privileged_gets_all_the_engine_has_and_no_locked_mounts(md):
     sys_options = re.search(r"^sysfs /sys sysfs (\S+)", output, re.M)
     assert sys_options and "rw" in sys_options[1].split(","), \
         f"--privileged mounts /sys read-write, as moby does: {output} (docs/08-hardening.md#privileged)"
+    cgroup_options = re.search(r"^\S+ /sys/fs/cgroup \S+ (\S+)", output, re.M)  # cgroup2, or v1's tmpfs
+    assert cgroup_options and "rw" in cgroup_options[1].split(","), \
+        f"--privileged mounts /sys/fs/cgroup read-write, as moby does: {output} (docs/08-hardening.md#privileged)"
     covered = re.findall(r"^\S+ (/proc/(?:kcore|keys|sys|sysrq-trigger)) ", output, re.M)
     assert not covered, f"--privileged masks no path and makes none read-only, but {covered} are mounted over " \
                         f"(docs/08-hardening.md#privileged)"
@@ -234,7 +237,7 @@ LISTS = st.lists(spelled(), max_size=4)
 
 
 @given(cap_add=LISTS, cap_drop=LISTS)
-@settings(max_examples=300)
+@settings(max_examples=200)
 def test_tweak_follows_dockers_rules(cap_add, cap_drop):
     held = engine_holds()
     got = {name.removeprefix("CAP_") for name in capabilities.tweak(cap_add, cap_drop, privileged=False)}
