@@ -54,12 +54,12 @@ def last_capability() -> int:
 
 
 def available() -> list[str]:
-    """What the runtime itself may hand out: the capabilities of our effective set, as containerd
-    reads them for moby. Root on the host need not hold all (a nested container, a VM whose
-    root lacks CAP_SYS_RESOURCE), and capset cannot give a container what we do not have."""
-    with open("/proc/self/status") as status:
-        mask = int(next(line.split()[1] for line in status if line.startswith("CapEff:")), 16)
-    return [name for name in known() if mask & linux.CAPABILITY_BITS[name]]
+    """What the runtime itself may hand out: the capabilities of our effective set (containerd
+    reads the same from /proc/self/status for moby). Root on the host need not hold all (in a
+    nested container, on a VM whose root lacks CAP_SYS_RESOURCE), and capset cannot give a
+    container what we do not have."""
+    effective, _, _ = linux.capget()
+    return [name for name in known() if effective & linux.CAPABILITY_BITS[name]]
 
 
 def normalize(names: list[str] | None, field: str) -> list[str]:
@@ -151,6 +151,7 @@ def drop_bounding(capabilities: dict) -> None:
     linux.cap_prctl(linux.PR_SET_KEEPCAPS, 1)
 
 
+# --8<-- [start:apply]
 def apply(capabilities: dict) -> None:
     """In the container's process, after the uid changes: set the effective, permitted,
     inheritable and ambient sets to the spec's."""
@@ -167,3 +168,4 @@ def apply(capabilities: dict) -> None:
     for name in capabilities.get("ambient") or []:
         if mask([name]) & allowed:
             linux.cap_prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, linux.CAPABILITIES[name])
+# --8<-- [end:apply]
