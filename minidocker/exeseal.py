@@ -42,6 +42,7 @@ ENTERS_CONTAINERS = {"run", "start", "restart", "exec", "build", "daemon"}
 RUNTIME_ENTERS = {"create", "run", "exec"}  # `minidocker runtime CMD`, as runc's
 
 _MARK = "MINIDOCKER_EXESEAL"  # set for the exec below to our pid: "you are the sealed one"
+_sealed = False  # this process is the sealed one (it was told so, and the mark is gone)
 
 
 def needed(argv: list[str], words: list[str]) -> bool:
@@ -60,8 +61,10 @@ def needed(argv: list[str], words: list[str]) -> bool:
 def reexec_sealed() -> None:
     """Exec this same command again, this time from a sealed view of the interpreter. Returns
     only in the sealed process (the pid stays the same through exec)."""
-    if os.environ.pop(_MARK, None) == str(os.getpid()):
-        return  # we are the new one; the mark goes, so that our children do not inherit it
+    global _sealed
+    if _sealed or os.environ.pop(_MARK, None) == str(os.getpid()):
+        _sealed = True  # we are the new one; the mark goes, so that our children do not inherit it
+        return
     exe = sealed_interpreter()
     os.environ[_MARK] = str(os.getpid())
     # argv[0] is the interpreter's path as we were started (a venv's python finds its
