@@ -169,6 +169,7 @@ static void unshare_user_namespace(void)
 /* Attach to a process that holds more than we do: its memory and registers would be ours.
    The kernel lets a tracer attach only when the target's permitted capabilities are a subset
    of its own, or with CAP_SYS_PTRACE. On success: wait for the stop, and let go at once. */
+/* --8<-- [start:ptrace] */
 static void ptrace_outside(pid_t target)
 {
     char detail[64];
@@ -182,6 +183,7 @@ static void ptrace_outside(pid_t target)
     ptrace(PTRACE_DETACH, target, NULL, NULL);
     report("ptrace-outside", 1, 0, detail);
 }
+/* --8<-- [end:ptrace] */
 
 /* The "shocker" escape (2014). open_by_handle_at() opens a file by the handle its filesystem
    gives it (ext4: inode number and generation), with no path, so no mount and no pivot_root
@@ -189,6 +191,7 @@ static void ptrace_outside(pid_t target)
    every ext2/3/4 filesystem, and generation 0 matches any. So a handle {2, 0} on a mount that
    comes from the host's disk (a bind mount) opens the root of that disk. Needs
    CAP_DAC_READ_SEARCH; Docker drops it, and its seccomp profile refuses the call. */
+/* --8<-- [start:shocker] */
 struct ext4_handle {
     struct file_handle header; /* handle_bytes, handle_type */
     unsigned int ino, generation; /* FILEID_INO32_GEN: the two words ext4 encodes */
@@ -221,6 +224,7 @@ static void shocker(const char *mount_path)
         closedir(listing);
     report("shocker", 1, 0, detail);
 }
+/* --8<-- [end:shocker] */
 
 int main(int argc, char **argv)
 {

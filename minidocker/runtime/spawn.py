@@ -74,11 +74,13 @@ def fork_with_error_pipe(child, fork=os.fork) -> tuple[int, int]:
     pid = fork()
     if pid == 0:
         os.close(read_end)
+        # --8<-- [start:non-dumpable]
         # Until its exec this process is the runtime, soon in the container's PID namespace where
         # root may look at it: non-dumpable, its /proc/PID/{mem,fd,environ} and ptrace(2) need
         # CAP_SYS_PTRACE, which a container lacks. The exec makes the command dumpable again (as
         # runc's init; its binary is sealed besides: minidocker/exeseal.py).
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        # --8<-- [end:non-dumpable]
         proc.error_pipe = write_end  # the child's end, for report() and for run_init() to close
         code, message = EXIT_ENGINE, "the container process ended before exec"
         try:
