@@ -9,7 +9,8 @@ Then CVE-2019-5736's class: a container's `#!/proc/self/exe` script makes the ke
 the container, the very binary that started it, our host's Python; it must find a sealed copy,
 never the host's file. docs/08-hardening.md#cve-2019-5736.
 
-Two containers take all the attacks (one `exec` each), and a third the CVE's script.
+Two containers take all the attacks (one `exec` each: an exec'd process must meet the same locks
+as the container's first one), and two more run the CVE's script (by `exec` and by `run`).
 """
 
 import json
