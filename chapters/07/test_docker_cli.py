@@ -161,3 +161,26 @@ def test_export_is_the_merged_filesystem_without_mounts(daemon, docker, busybox,
                                    f"but keeps the mount points (see {DOCS}#export): {inside_mounts[:5]}")
     finally:
         docker("rm", "-f", cid)
+
+
+def test_attach_to_a_running_container_with_stdin(daemon, docker, busybox):
+    # -i without a client: the stdin stays open (a shell waits for it), fed by whoever attaches.
+    cid = ok(docker("run", "-di", *NONE, busybox, "sh"), "docker run -di").strip()
+    try:
+        assert docker("inspect", "-f", "{{.State.Running}}", cid).stdout == "true\n", (
+            f"a -d -i container keeps its stdin open: its shell must still be waiting (see {DOCS}#attach)")
+        first = subprocess.Popen(["docker", "attach", "--sig-proxy=false", cid], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, env=daemon.env())
+        first.stdin.write(b"echo first\n")
+        first.stdin.flush()
+        answered = select.select([first.stdout], [], [], 10)[0] and first.stdout.readline()
+        # `docker attach` stays until the container ends: this client is stopped from outside.
+        first.kill()
+        first.wait()
+        assert answered == b"first\n", f"a client that attaches later writes to the running shell (see {DOCS}#attach)"
+        done = docker("attach", cid, input="echo second; exit 3\n")
+        assert done.stdout == "second\n" and done.returncode == 3, (
+            f"the stdin stays open after a client leaves (the container was not made with StdinOnce), and "
+            f"attach ends with the container's exit code (see {DOCS}#attach): {done!r}")
+    finally:
+        docker("rm", "-f", cid)

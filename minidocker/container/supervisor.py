@@ -42,7 +42,12 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
             os.makedirs(d, exist_ok=True)
         init_layer(overlay["lowerdirs"][0])
     c.save_state(SupervisorPid=os.getpid(), SupervisorStart=runtime.process_start_time(os.getpid()))
-    io = Plumbing(spec["process"]["terminal"], attach.stdin if attach else None)
+    io = Plumbing(spec["process"]["terminal"], attach.stdin if attach else None,
+                  open_stdin=bool(c.record["Config"].get("OpenStdin")))
+    if io.keeps_stdin:  # -i with nobody attached yet: later clients write to a FIFO (`docker attach`)
+        from minidocker.container.stdin import StdinFifo
+
+        io.fifo = StdinFifo(c.dir, once=bool(c.record["Config"].get("StdinOnce")))
     try:
         # Its network first (chapter 04): the namespace, veths, addresses, /etc files; the
         # runtime then joins the namespace by the path the spec names.
@@ -58,8 +63,12 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
         runtime.delete(c.id, force=True)
         sandbox.down(c)
         volume_mounts.release(c)
+        if io.fifo:
+            io.fifo.close()
         c.save_state(ExitCode=getattr(e, "exit_code", 125), Error=str(e), SupervisorPid=0)
         raise
+    if io.fifo:
+        io.fifo.writer = io.stdin_writer
     c.save_state(Status="running", Running=True, Pid=pid, StartedAt=store.now())
     status = None
     try:
@@ -67,9 +76,11 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
             on_started()
         for sig in PROXIED_SIGNALS:  # `docker run --sig-proxy`: our signals go to the container
             signal.signal(sig, lambda signum, _frame: signal_quietly(pid, signum))
-        copy_output(io.streams, c.log_path, attach, io.stdin_to_pty)
+        copy_output(io.streams, c.log_path, attach, io.stdin_to_pty, io.fifo)
         _, status = os.waitpid(pid, 0)
     finally:
+        if io.fifo:
+            io.fifo.close()
         if status is None:
             # Whatever stopped us (our reader went away: EPIPE in `run ... | head -1`), the
             # container does not outlive its supervisor, and what it held is released now,
@@ -119,12 +130,17 @@ class Plumbing:
     over a unix socket; everything comes back on one stream.
     """
 
-    def __init__(self, terminal: bool, stdin: int | None, capture: bool = True):
-        self.console, self.streams = None, {}
+    def __init__(self, terminal: bool, stdin: int | None, capture: bool = True, open_stdin: bool = False):
+        self.console, self.streams, self.fifo = None, {}, None
         self.stdin = stdin  # the attached client's input, copied to the pty with -it
         self.stdin_to_pty = terminal and stdin is not None
+        # -i (OpenStdin) with no client at start: a stdin that stays open, fed later (stdin.py).
+        self.keeps_stdin, stdin_writer = open_stdin and stdin is None, None
+        if self.keeps_stdin and not terminal:
+            stdin, stdin_writer = os.pipe()
         stdin = os.open(os.devnull, os.O_RDONLY) if stdin is None else stdin
         self.stdio = (stdin, 1, 2)
+        self.stdin_writer = stdin_writer  # our end of the container's stdin, for the FIFO's clients
         if terminal:
             import socket  # here: only a terminal needs it, and every import slows a start
 
@@ -146,6 +162,7 @@ class Plumbing:
             _, fds, _, _ = socket.recv_fds(self._ours, 16, 1)
             self._ours.close()
             self.streams = {fds[0]: "stdout"}
+            self.stdin_writer = os.dup(fds[0]) if self.keeps_stdin else None  # with -t, input goes to the pty
             if self.stdin_to_pty and os.isatty(1):
                 # Our terminal's size, now and whenever it changes, so that full-screen programs
                 # (vi, top) draw to fit: the pty's size is what they ask for.
@@ -159,11 +176,12 @@ class Plumbing:
 
 
 def copy_output(streams: dict[int, str], log_path: str | None, attach: Attach | None,
-                stdin_to_pty: bool) -> None:
+                stdin_to_pty: bool, fifo=None) -> None:
     """Copy the container's output to the log and, when attached, to the client, until EOF.
 
     With a terminal and -i, what the client types goes to the pty (raw, so ^C reaches the
-    container's own terminal driver, which turns it into SIGINT there).
+    container's own terminal driver, which turns it into SIGINT there). `fifo`: the stdin of
+    clients that attach later (stdin.py).
     """
     log = open(log_path, "ab") if log_path else None
     # poll(2): one call waits until any of the fds has something to read (or has closed).
@@ -173,6 +191,8 @@ def copy_output(streams: dict[int, str], log_path: str | None, attach: Attach | 
     master = next(iter(streams)) if stdin_to_pty else None
     stdin = attach.stdin if master is not None else None
     saved_mode = None
+    if fifo is not None:
+        poller.register(fifo.fd, select.POLLIN)
     if stdin is not None:
         poller.register(stdin, select.POLLIN)
         open_fds.add(stdin)
@@ -182,6 +202,9 @@ def copy_output(streams: dict[int, str], log_path: str | None, attach: Attach | 
     try:
         while len(open_fds) > (1 if stdin is not None else 0):  # until the output ends
             for fd, _ in poller.poll():
+                if fifo is not None and fd == fifo.fd:
+                    fifo.pump(poller)
+                    continue
                 try:
                     data = os.read(fd, 65536)
                 except OSError:  # EIO: a pty's master once every slave is closed

@@ -274,10 +274,14 @@ def attach(req, id):
     content_type = streams.RAW if tty else streams.MULTIPLEXED
     # Registered now, before the 101 goes out: the client sends `start` as soon as it reads the
     # 101, and a start that came before this thread got to run() would find nobody attached.
-    attachment = None
+    attachment, stdin = None, None
     if want["stream"] and not c.state["Running"]:
         attachment = Attachment(want)
         _attaching.setdefault(c.id, []).append(attachment)
+    elif want["stream"] and want["stdin"]:
+        from minidocker.container.stdin import open_for_client
+
+        stdin = open_for_client(c.dir, c.name)  # before the 101: a container without -i is an error
 
     def run(conn):
         if want["logs"]:
@@ -290,11 +294,25 @@ def attach(req, id):
                 _wait(c, "next-exit", 0 if c.id not in _exits else len(_exits[c.id]) - 1)
                 return
         if want["stream"]:
+            if stdin is not None:  # already running with -i: what the client sends goes to its stdin FIFO
+                threading.Thread(target=_copy_stdin, args=(conn, stdin), daemon=True).start()
             _copy_log(lifecycle.find(c.id), conn.send, tty, want, follow=True)  # already running: its output as logged
 
     return Hijack(run, content_type)
 
 # --8<-- [end:attach]
+
+def _copy_stdin(conn, fifo: int) -> None:
+    """The attached client's input, to a running container's stdin FIFO, until the client stops
+    sending (it closed its side, or the connection went with the container)."""
+    try:
+        while data := conn.recv(65536):
+            os.write(fifo, data)
+    except OSError:
+        pass
+    finally:
+        os.close(fifo)  # the supervisor sees the hang-up: with StdinOnce the container's stdin closes
+
 
 def _copy_log(c, send, tty: bool, want: dict, follow: bool, tail: str = "0") -> None:
     out = streams.FramedWriter(send if want["stdout"] else (lambda d: None), streams.STDOUT, raw=tty)
