@@ -65,8 +65,12 @@ def available() -> list[str]:
 def normalize(names: list[str] | None, field: str) -> list[str]:
     """CapAdd/CapDrop as the API takes them ("net_admin", "CAP_NET_ADMIN", "ALL") -> "CAP_" names,
     refused in dockerd's words when unknown or not ours to give."""
+    if isinstance(names, str):
+        names = [names]  # the Engine API's StrSlice: one string stands for a list of one
     have, normalized = set(available()), []
     for name in names or []:
+        if not isinstance(name, str):
+            raise MinidockerError(f"invalid {field}: {name!r}", "the Engine API takes a list of names")
         name = name.upper()
         if name != ALL and not name.startswith("CAP_"):
             name = "CAP_" + name
