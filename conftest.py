@@ -121,7 +121,7 @@ def md():
 
 
 @pytest.fixture(autouse=True)
-def no_bridge_before_chapter_04(request, monkeypatch):
+def no_bridge_before_chapter_04_no_locks_before_08(request, monkeypatch):
     """A chapter's suite uses only what it and the chapters before it build. The default bridge is
     chapter 04's, so the suites before it (and the project's own tests) run the engine as
     `dockerd --bridge=none` does: a container that names no network gets `none`."""
@@ -129,6 +129,10 @@ def no_bridge_before_chapter_04(request, monkeypatch):
     chapter = parts[parts.index("chapters") + 1] if "chapters" in parts[:-1] else None
     if chapter is None or chapter < "04":
         monkeypatch.setenv("MINIDOCKER_BRIDGE", "none")
+    if chapter is not None and chapter < "08":
+        # Chapter 08's locks (minidocker/security/) likewise: before it, containers keep root's
+        # powers, as they did when those chapters were written (chapter 07's daemon: its conftest).
+        monkeypatch.setenv("MINIDOCKER_HARDENING", "off")
 
 
 @pytest.fixture(autouse=True)
