@@ -24,6 +24,7 @@ from minidocker.errors import MinidockerError
 
 _changed = threading.Condition()  # notified when a supervisor we forked exits, or a container goes
 _exits: dict[str, list[int]] = {}  # container id -> the exit codes its supervisors reported, in order
+EXITS_KEPT = 1000  # containers whose exits we remember: a daemon that runs for months must not grow
 _supervisors: dict[str, int] = {}  # container id -> the pid of the supervisor we forked
 _attaching: dict[str, list["Attachment"]] = {}  # attached before start: wait for the supervisor
 
@@ -36,6 +37,8 @@ def _reap(cid: str, pid: int, auto_remove: bool, actor: dict) -> None:
         with _changed:
             _exits.setdefault(cid, []).append(code)
             _supervisors.pop(cid, None)
+            while len(_exits) > EXITS_KEPT:  # the oldest first: a dict keeps the order of insertion
+                del _exits[next(iter(_exits))]
             _changed.notify_all()
         emit("container", "die", cid, {**actor, "exitCode": str(code)})
         if auto_remove:
