@@ -115,10 +115,8 @@ def _escaped(path: str) -> str:
 def _sealed_copy(binary: str) -> int:
     copy = linux.memfd_create("minidocker-exe", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     with open(binary, "rb") as source:
-        size = os.fstat(source.fileno()).st_size
-        sent = 0
-        while sent < size:
-            sent += os.sendfile(copy, source.fileno(), sent, size - sent)
+        while os.sendfile(copy, source.fileno(), None, 1 << 22):
+            pass  # 4 MiB a call, copied by the kernel; 0 at the end of the file
     # No write, no change of size, and no more seals changed: for every process, for good.
     linux.add_seals(copy, linux.F_SEAL_SEAL | linux.F_SEAL_SHRINK | linux.F_SEAL_GROW | linux.F_SEAL_WRITE)
     return copy
