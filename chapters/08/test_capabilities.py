@@ -8,7 +8,6 @@ container, each line a hex mask, one bit per capability (capabilities(7)).
 """
 
 import json
-import os
 import re
 
 import pytest
