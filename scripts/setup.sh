@@ -36,12 +36,13 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-# The docker CLI: chapter 07's suite drives minidocker's daemon with it (and docker-py), and
-# tests/ compare our requests with its own. Debian ships it in docker.io, with dockerd: only the
-# CLI is used, so the package's scripts may not start a dockerd (policy-rc.d says no), and on a
-# booted machine its units stay off until a chapter asks for a real Docker beside minidocker.
+# Docker itself, Debian's docker.io (its CLI, dockerd and containerd): chapter 07's suite drives
+# minidocker's daemon with the docker CLI (and docker-py), and tests/ compare our requests with
+# the CLI's own. Only the CLI is used so far, so the package's scripts may not start a dockerd
+# (policy-rc.d says no), and on a booted machine its units stay off. A machine that has a Docker
+# Engine already (docker-ce, whose packages conflict with docker.io) keeps it.
 docker_cli=0
-command -v docker >/dev/null || { missing+=(docker.io); docker_cli=1; }
+command -v dockerd >/dev/null || { missing+=(docker.io); docker_cli=1; }
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
