@@ -245,7 +245,7 @@ def test_tweak_follows_dockers_rules(cap_add, cap_drop):
 
 
 @given(cap_add=LISTS, cap_drop=LISTS)
-@settings(max_examples=6)
+@settings(max_examples=4)
 def test_cap_add_and_drop_reach_the_container(md, cap_add, cap_drop):
     flags = [f for name in cap_add for f in ("--cap-add", name)] + [f for name in cap_drop for f in ("--cap-drop", name)]
     found, _ = container_sets(md, *flags)
