@@ -89,3 +89,16 @@ def test_without_h_the_client_is_not_imported():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=harness.cli_env())
     assert out.stdout.split() == ["False", "False"], \
         f"`minidocker run` without -H must not import the client (start-up time) ({DOCS}): {out.stdout}{out.stderr}"
+
+
+def test_attach_without_the_daemon(both):
+    """`minidocker attach` is the engine's side of `docker attach`: the log followed, and the
+    input to the stdin FIFO of a container started with -i (docs/07-daemon.md#attach)."""
+    _, local = both
+    cid = local("run", "-di", "--network", "none", "busybox", "sh").stdout.strip()
+    done = local("attach", cid, input="echo attached; exit 4\n", timeout=20)
+    assert (done.returncode, done.stdout) == (4, "attached\n"), (
+        f"attach sends its input to the running shell and ends with its exit code "
+        f"(docs/07-daemon.md#attach) {harness.explain(done)}")
+    again = local("attach", cid)
+    assert again.returncode == 125 and "You cannot attach to a stopped container" in again.stderr, harness.explain(again)

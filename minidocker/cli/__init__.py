@@ -78,6 +78,7 @@ PLUGINS = {
     "minidocker.cli.volume": ("volume",),  # volumes (chapter 05)
     "minidocker.cli.network": ("network",),  # networks (chapter 04)
     "minidocker.cli.build": ("build",),  # build (chapter 06)
+    "minidocker.cli.attach": ("attach",),  # a running container's output and stdin (chapter 07)
     "minidocker.cli.archive": ("export",),  # a container's files as a tar (chapter 07's GET .../export)
     "minidocker.cli.daemon": ("daemon",),  # the Engine API server (chapter 07)
 }
