@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 from hypothesis import given
@@ -37,7 +38,12 @@ def remap():
     env = {userns.ENV: "default"}
     yield env
     if not existed and _user_exists(userns.DEFAULT_USER):
-        subprocess.run(["userdel", userns.DEFAULT_USER], check=True)
+        for _ in range(20):  # shadow's tools lock /etc/passwd: another useradd may hold it a moment
+            done = subprocess.run(["userdel", userns.DEFAULT_USER], capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert done.returncode == 0, f"could not remove the user the engine made: {done.stderr}"
         for path in (userns.SUBUID, userns.SUBGID):  # userdel keeps them on some versions of shadow
             with open(path) as f:
                 kept = [line for line in f if not line.startswith(f"{userns.DEFAULT_USER}:")]

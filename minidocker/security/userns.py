@@ -186,6 +186,9 @@ def ensure_default_user() -> None:
         except KeyError:
             _tool("useradd", "--system", "--shell", "/bin/false", "--no-create-home", "--user-group", DEFAULT_USER)
         uid, gid = pwd.getpwnam(DEFAULT_USER).pw_uid, grp.getgrnam(DEFAULT_USER).gr_gid
+        for path in (SUBUID, SUBGID):  # usermod refuses to add ranges to a file that is not there
+            if not os.path.exists(path):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         if not ranges_of(SUBUID, DEFAULT_USER, uid):
             start = free_range(SUBUID)
             _tool("usermod", "--add-subuids", f"{start}-{start + RANGE_SIZE - 1}", DEFAULT_USER)
