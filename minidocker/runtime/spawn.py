@@ -28,9 +28,12 @@ def fork_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_sta
 
     def child():
         proc.state_dir_fd, proc.parent_death_signal = state_dir_fd, parent_death_signal
+        if in_user_namespace:
+            userns.become_root()
         _become_container(spec, bundle, stdio, cgroup, console, wait_for_start)
 
-    if "user" in namespaces and not namespaces["user"]:
+    in_user_namespace = "user" in namespaces and not namespaces["user"]
+    if in_user_namespace:
         # Chapter 08: a user namespace of its own. Made first, by a first stage that then forks
         # the child on our behalf; the child finishes the rest (runtime/userns.py).
         from minidocker.runtime import userns
@@ -71,7 +74,12 @@ def fork_with_error_pipe(child, fork=os.fork) -> tuple[int, int]:
     """Fork; the child runs `child()`, which must exec or raise. Returns (pid, error pipe).
     `fork`: os.fork, or another function that returns 0 in the child and its pid in the parent."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)  # closed by the kernel on a successful exec
-    pid = fork()
+    try:
+        pid = fork()
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
     if pid == 0:
         os.close(read_end)
         # --8<-- [start:non-dumpable]

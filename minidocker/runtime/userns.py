@@ -84,15 +84,19 @@ def first_stage(spec: dict, bundle: str, cgroup, to_stage: int, from_stage: int)
     if pid == 0:
         os.close(to_stage)
         os.close(from_stage)
-        # Still uid 0 of the *host*, which the map does not name (so seen as 65534 inside, and a
-        # file made now would fail with EOVERFLOW): become the namespace's own root, host's 100000.
-        os.setgroups([])
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-        return 0
+        return 0  # on as spawn.py's child: become_root() first
     os.write(from_stage, str(pid).encode())
     os._exit(0)
 # --8<-- [end:stages]
+
+
+def become_root() -> None:
+    """Step 4's start, in the container's process. It is still uid 0 of the *host*, which the map
+    does not name (seen inside as 65534, and a file made now fails with EOVERFLOW): become the
+    namespace's own root, which the host knows as the range's first id."""
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
 
 
 def mount_overlay(spec: dict, bundle: str, overlay: dict) -> None:
