@@ -88,6 +88,7 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
+# --8<-- [start:resolve-rule]
 def _applies(rule: dict, held: list[str] | None, kernel: tuple[int, int]) -> bool:
     """Does a profile rule apply to this container? moby's test, in its order."""
     has = (lambda cap: True) if held is None else held.__contains__
@@ -101,6 +102,7 @@ def _applies(rule: dict, held: list[str] | None, kernel: tuple[int, int]) -> boo
     if not all(has(c) for c in includes.get("caps") or []):
         return False
     return not (includes.get("minKernel") and kernel < kernel_version(includes["minKernel"]))
+# --8<-- [end:resolve-rule]
 
 
 def resolve(profile: dict, held: list[str] | None, kernel: tuple[int, int] | None = None) -> dict:
@@ -237,6 +239,7 @@ def _rules_code(syscalls: list[dict], table: dict[str, int], default: int) -> li
     return code + [ret(default)]
 
 
+# --8<-- [start:compile-filter]
 def compile_filter(linux_seccomp: dict) -> list[bpf.Instruction]:
     """OCI linux.seccomp -> a classic BPF program for seccomp(2).
 
@@ -271,6 +274,7 @@ def compile_filter(linux_seccomp: dict) -> list[bpf.Instruction]:
             code += [label, load(bpf.SECCOMP_DATA_NR),
                      *_rules_code(linux_seccomp.get("syscalls") or [], SYSCALLS[table], default)]
     return bpf.assemble(code)
+# --8<-- [end:compile-filter]
 
 
 def disassemble(program: list[bpf.Instruction], table: str = "x86_64") -> str:
@@ -295,3 +299,19 @@ def install(linux_seccomp: dict) -> None:
     right moment for either case.
     """
     linux.seccomp_set_mode_filter(bpf.pack(compile_filter(linux_seccomp)))
+
+
+
+def show(profile_path: str | None = None) -> str:
+    """The filter a default container (Docker's 14 capabilities) gets from a profile file (Docker's
+    default if none), in words: python3 -c 'from minidocker.security import seccomp; print(seccomp.show())'"""
+    import json
+
+    from minidocker.security import capabilities
+
+    if profile_path:
+        with open(profile_path) as file:
+            profile = json.load(file)
+    else:
+        profile = seccomp_profile.default_profile()
+    return disassemble(compile_filter(resolve(profile, capabilities.DEFAULT_CAPABILITIES)))

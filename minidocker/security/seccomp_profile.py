@@ -19,11 +19,9 @@ A rule may be conditional on:
 
 This is written after moby's profiles/seccomp/default_linux.go (the same rules, in the same
 order, in our own words). `default_profile()` gives it in the JSON format of
-`--security-opt seccomp=FILE`; `python -m minidocker.security.seccomp_profile` prints it.
+`--security-opt seccomp=FILE`: json.dumps(default_profile(), indent=2) is a file Docker would read.
 See docs/08-hardening.md#seccomp-profile.
 """
-
-import json
 
 # Go's architecture names (the includes/excludes filters') -> seccomp's, with the 32-bit
 # variants a 64-bit machine also runs (archMap: an x86_64 kernel runs i386 and x32 programs).
@@ -134,6 +132,7 @@ def arg(index: int, value: int, op: str, value_two: int = 0) -> dict:
     return {"index": index, "value": value, "valueTwo": value_two, "op": op}
 
 
+# --8<-- [start:default-profile]
 def default_profile() -> dict:
     syscalls = [
         allow(ALWAYS_ALLOWED),
@@ -164,7 +163,5 @@ def default_profile() -> dict:
         "archMap": [{"architecture": arch, "subArchitectures": subs} for arch, subs in ARCH_MAP],
         "syscalls": syscalls,
     }
+# --8<-- [end:default-profile]
 
-
-if __name__ == "__main__":
-    print(json.dumps(default_profile(), indent=2))
