@@ -85,8 +85,7 @@ def to_spec(spec: dict, host_config: dict) -> None:
         return
     uids, gids = remap()
     linux = spec["linux"]
-    # Last in the list: the runtime joins the namespaces that have a path (the engine's network
-    # namespace, which the host's user namespace owns) while it still is the host's root.
+    # A new one: the runtime makes it before the others, which it then owns (runtime/userns.py).
     linux["namespaces"].append({"type": "user"})
     linux["uidMappings"], linux["gidMappings"] = mappings(uids), mappings(gids)
     overlay = spec.get("minidocker", {}).get("overlay")
