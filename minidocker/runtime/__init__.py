@@ -5,7 +5,8 @@ the OCI runtime spec's description of the container) and asks an OCI runtime, ru
 `runc create`, `runc start`, `runc state`, `runc kill`, `runc delete`. This package is that
 runtime. It reads the bundle's config.json and nothing else, in the spec's own field names:
 `process` (args, env, cwd, user, terminal, rlimits, noNewPrivileges), `root`, `hostname`,
-`mounts`, and `linux` (namespaces, cgroupsPath, resources, devices, maskedPaths, readonlyPaths).
+`mounts`, and `linux` (namespaces, cgroupsPath, resources, devices, maskedPaths, readonlyPaths,
+uidMappings and gidMappings: a new user namespace is made first, in two stages, see userns.py).
 
 The container's first process, in order (spawn.py, rootfs.py, mounts.py, process.py):
 
