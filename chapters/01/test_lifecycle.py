@@ -38,6 +38,10 @@ def test_detached_container_from_start_to_rm(md, rootfs):
         f"exec -d prints nothing, as Docker: {harness.explain(detached)}")
     harness.wait_until(lambda: md("exec", "md-life", "test", "-e", "/md-exec-ran").returncode == 0,
                        "the detached exec to run")
+    assert md("exec", "-d", "md-life", "sleep", "31").returncode == 0
+    assert "sleep 31" in md("top", "md-life").stdout, (
+        "a detached exec outlives the command that started it (its own supervisor is its parent, "
+        "not the exiting CLI: docs/01-isolation.md#ex-01-exec-setns)")
     state = inspect(md, "md-life")["State"]
     assert state["Running"] and state["Status"] == "running" and state["Pid"] > 0
     stopped = md("stop", "-t", "0", "md-life")

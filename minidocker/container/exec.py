@@ -8,6 +8,7 @@ from two requests. The process joins the container's namespaces and cgroup (runt
 runc's `exec`); unlike the container's own output, an exec's output is not logged.
 """
 
+import json
 import os
 import signal
 
@@ -65,18 +66,54 @@ def exec_start(exec_id: str, attach: supervisor.Attach | None = None) -> int | N
     c = find(body["ContainerID"])
     _check_can_exec(c)  # again: it may have stopped or been paused since exec_create
     process = _process(c, body)
-    # Not logged: without -t the process writes straight to the client's stdout and stderr; with
-    # nobody attached (exec -d), nowhere: Docker discards a detached exec's output.
-    io = supervisor.Plumbing(process["terminal"], attach.stdin if attach else None, capture=False)
-    if attach is None and not process["terminal"]:
-        null = os.open(os.devnull, os.O_WRONLY)  # io.started() closes our copy
-        io.stdio = (io.stdio[0], null, null)
-    pid = io.started(runtime.exec_process(c.id, process, stdio=io.stdio, console=io.console))
     if attach is None:
+        _start_detached(c.id, process)
         return None
+    # Not logged: without -t the process writes straight to the client's stdout and stderr.
+    io = supervisor.Plumbing(process["terminal"], attach.stdin, capture=False)
+    pid = io.started(runtime.exec_process(c.id, process, stdio=io.stdio, console=io.console))
     for sig in supervisor.PROXIED_SIGNALS:
         signal.signal(sig, lambda signum, _frame: supervisor.signal_quietly(pid, signum))
     if io.streams:
         supervisor.copy_output(io.streams, None, attach, io.stdin_to_pty)
     _, status = os.waitpid(pid, 0)
     return runtime.exit_code(status)
+
+
+def _start_detached(container_id: str, process: dict) -> None:
+    """`exec -d`: the process must outlive whoever asked (the CLI exits at once; in the daemon
+    the request's thread ends, and a parent-death signal fires when the *thread* that forked is
+    gone). So it gets a small supervisor of its own, as the shim is for Docker's execs: forked
+    twice, so that no one has a child to reap, in a session of its own, its parent until it ends.
+    Its output goes nowhere: Docker discards a detached exec's output."""
+    ready_read, ready_write = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)  # the middle process: its child is now an orphan, init reaps it
+            os.close(ready_read)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            supervisor.close_fds_but({ready_write})
+            io = supervisor.Plumbing(process["terminal"], None, capture=False)
+            pid = io.started(runtime.exec_process(container_id, process, stdio=io.stdio, console=io.console))
+            os.close(ready_write)  # EOF: it runs
+            if io.streams:  # a pty nobody reads: drain it, or the process blocks once it is full
+                supervisor.copy_output(io.streams, None, None, False)
+            os.waitpid(pid, 0)
+        except MinidockerError as e:
+            os.write(ready_write, json.dumps({"code": e.exit_code, "message": e.what, "hint": e.hint}).encode())
+        except BaseException as e:  # noqa: BLE001 - whatever it is, the caller must hear of it
+            os.write(ready_write, json.dumps({"code": 125, "message": f"exec: {e}", "hint": ""}).encode())
+        finally:
+            os._exit(0)
+    os.close(ready_write)
+    os.waitpid(middle, 0)  # gone at once (never os.wait(): in the daemon, other children are not ours)
+    with os.fdopen(ready_read, "rb") as ready:
+        message = ready.read()
+    if message:
+        error = json.loads(message)
+        raise MinidockerError(error["message"], error["hint"], exit_code=error["code"])

@@ -263,7 +263,7 @@ def start_detached(c: records.Container, attach: Attach | None = None) -> int:
         # And let go of every other fd we inherited: in the daemon (chapter 07) they are other
         # clients' connections (held open, their clients would never see EOF) and the lock
         # files other threads hold (an flock lives as long as any fd of its open file).
-        _close_fds_but({ready_write, linux.trace_fd(), *(_attach_fds(attach))})
+        close_fds_but({ready_write, linux.trace_fd(), *(_attach_fds(attach))})
         code = 125
         try:
             # Once the container runs, let go of the caller's stderr that a --trace holds too.
@@ -295,7 +295,7 @@ def _attach_fds(attach: Attach | None) -> list[int]:
     return fds + [f.fileno() for f in (attach.stdout, attach.stderr) if hasattr(f, "fileno")]
 
 
-def _close_fds_but(keep: set[int]) -> None:
+def close_fds_but(keep: set[int]) -> None:
     low = 3
     for fd in sorted(fd for fd in keep if fd >= 3):
         os.closerange(low, fd)

@@ -455,7 +455,7 @@ def exec_start(req, id):
     def run(conn):
         # The exec's supervisor is a child of ours, forked for it: it installs signal handlers
         # and waits for the process, which only a process's main thread may do.
-        from minidocker.container.supervisor import Attach, _close_fds_but
+        from minidocker.container.supervisor import Attach, close_fds_but
 
         sock = socket.socket(fileno=os.dup(conn.fileno()))
         send = streams.SocketSender(sock)
@@ -480,7 +480,7 @@ def exec_start(req, id):
                 else:
                     os.dup2(null, 1)
                     os.dup2(null, 2)
-                _close_fds_but({null, sock.fileno(), *(c._args[0] for c in copiers)})  # null: for the dup2s below
+                close_fds_but({null, sock.fileno(), *(c._args[0] for c in copiers)})  # null: for the dup2s below
                 for c in copiers:
                     c.start()
                 code = execs.exec_start(id, attach) or 0
