@@ -139,8 +139,9 @@ def default_profile() -> dict:
         # Kernels before 4.8 let a ptrace'd process skip the filter: ptrace only from 4.8 on.
         allow("process_vm_readv process_vm_writev ptrace", includes={"minKernel": "4.8"}),
         allow("socket", [arg(0, AF_VSOCK, "SCMP_CMP_NE")]),
-        # personality(2): Linux's own (0), with the 32-bit address space of UNAME26 and READ_IMPLIES_EXEC
-        # variants that old programs ask for, and 0xffffffff, which only reads the current one.
+        # personality(2): Linux's own (0), PER_LINUX32 (8: what `linux32` asks for), UNAME26 (0x20000:
+        # uname says 2.6, for old programs), both, and 0xffffffff, which only reads the current one.
+        # Not ADDR_NO_RANDOMIZE (0x40000), which would turn off address randomisation.
         *(allow("personality", [arg(0, value, "SCMP_CMP_EQ")]) for value in (0x0, 0x0008, 0x20000, 0x20008, 0xFFFFFFFF)),
         *(allow(names, includes={"arches": arches}) for arches, names in BY_ARCH),
         *(allow(names, includes={"caps": [cap]}) for cap, names in BY_CAPABILITY),
