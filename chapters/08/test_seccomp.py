@@ -145,6 +145,8 @@ def test_the_default_filter_fits_and_says_what_docker_says():
         ("x86_64", x86_64["personality"], (0xFFFFFFFF,) + (0,) * 5): allow,
         ("x86_64", x86_64["personality"], (0x0040000,) + (0,) * 5): eperm,  # ADDR_NO_RANDOMIZE
         ("x86_64", x86_64["socket"], (40,) + (0,) * 5): eperm,  # AF_VSOCK
+        ("x86_64", x86_64["socket"], (38,) + (0,) * 5): eperm,  # AF_ALG
+        ("x86_64", x86_64["io_uring_setup"], (0,) * 6): eperm,  # I/O that no filter would see
         ("x86_64", x86_64["socket"], (2,) + (0,) * 5): allow,
         ("x86_64", x32["mkdir"], (0,) * 6): allow,  # x32 is in the archMap: its own numbers
         ("aarch64", 34, (0,) * 6): machine.KILL_PROCESS,  # not this machine's architecture

@@ -181,7 +181,8 @@ def compare_argument(condition: dict, fail: Label) -> list:
     tests = {"SCMP_CMP_GT": (bpf.BPF_JGT, True), "SCMP_CMP_GE": (bpf.BPF_JGE, True),
              "SCMP_CMP_LE": (bpf.BPF_JGT, False), "SCMP_CMP_LT": (bpf.BPF_JGE, False)}
     if op not in tests:
-        raise MinidockerError(f"seccomp operator {op!r} is not supported", "use one of SCMP_CMP_EQ, NE, LT, LE, GT, GE, MASKED_EQ")
+        raise MinidockerError(f"seccomp operator {op!r} is not supported",
+                              "use one of SCMP_CMP_EQ, NE, LT, LE, GT, GE, MASKED_EQ")
     low_test, above_holds = tests[op]
     above, below = (ok, fail) if above_holds else (fail, ok)
     return [load(high), jump(bpf.BPF_JGT, hi, true=above), jump(bpf.BPF_JEQ, hi, false=below),
