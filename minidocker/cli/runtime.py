@@ -285,7 +285,9 @@ def cmd_exec(args) -> int:
     terminal = bool(process.get("terminal"))
     relay = Relay(_console(args, terminal, detach=args.detach), terminal and not args.detach)
     forward = None if args.detach else _forwarder()
-    pid = runtime.exec_process(args.id, process, stdio=(0, 1, 2), console=relay.console, root=_root(args))
+    # Detached, the process must outlive us (the shim, a subreaper, reaps it): no death signal.
+    pid = runtime.exec_process(args.id, process, stdio=(0, 1, 2), console=relay.console, root=_root(args),
+                               parent_death_signal=0 if args.detach else signal.SIGKILL)
     if args.pid_file:
         store.write_text(_pid_file(args), str(pid))
     if args.detach:
