@@ -194,7 +194,11 @@ def rule_code(number: int, conditions: list[dict], action: int) -> list:
     """The instructions of one rule for one system call: if nr == number and every condition
     on its arguments holds, return `action`; else go on with the next rule."""
     # --8<-- [start:ex-08-seccomp-rule]
-    # A holds nr here (the arguments' checks load their own words: reload nr after them).
+    # Jump to the next rule unless nr == number; check each condition (a failed one jumps there
+    # too); return the action; at the next rule's label, load nr into A again.
+    #
+    # A holds nr when this code starts. The arguments' checks load their own words into A, and
+    # the next rule expects nr there.
     next_rule = Label("next")
     code = [jump(bpf.BPF_JEQ, number, false=next_rule)]
     for condition in conditions:
