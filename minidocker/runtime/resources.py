@@ -38,14 +38,16 @@ def apply(cgroup: cgroups.Cgroup, resources: dict) -> None:
     Ignored (no test or chapter needs them yet): cpu.shares, cpuset, blockIO, hugepageLimits,
     network.
 
-    The device rules, though, are always applied (chapter 08), as runc does: the spec's, then
-    runc's own list (cgroups/devices.py), from "deny all". Without them root in the container
-    could mknod /dev/sda and read the host's disk.
+    The device rules (chapter 08) go in whenever the spec has the field, even empty: the spec's,
+    then runc's own list (cgroups/devices.py), from "deny all", as runc does. Without them root in
+    the container could mknod /dev/sda and read the host's disk. (runc applies them even to a
+    spec without the field; the engine always sends it, `runc spec` writes it too.)
     """
     limits = {key: resources[key] for key in ("memory", "pids", "cpu") if resources.get(key)}
     if limits:
         cgroup.set_limits(limits)  # which file takes which value: minidocker/cgroups/limits.py
-    cgroup.set_devices((resources.get("devices") or []) + devices.RUNTIME_RULES)
+    if resources.get("devices") is not None:
+        cgroup.set_devices(resources["devices"] + devices.RUNTIME_RULES)
 
 
 def oom_kills(cgroup: cgroups.Cgroup) -> int:
