@@ -265,7 +265,7 @@ def mount_cgroup(target: str, flags: int, cgroup) -> None:
     - v1 or hybrid (this lab VM): a tmpfs, then one `cgroup` mount per v1 hierarchy with the
       same options (memory, "cpu,cpuacct"...), and the links cpu -> cpu,cpuacct that the host
       has. Only the hierarchies the container has a cgroup of its own in: in any other (runc
-      joins cpuset, devices, blkio and name=systemd too; we do not) the container would see the
+      joins cpuset, blkio and name=systemd too; we do not) the container would see the
       host's cgroup, and the whole tree below it. Not the hybrid's `unified` cgroup2 either: runc
       leaves it out too, and the first cgroup2 mount in a namespace waits for an RCU grace period
       of the kernel (~10 ms).
