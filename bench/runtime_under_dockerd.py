@@ -1,0 +1,90 @@
+"""How long does `docker run` take when dockerd runs the container through minidocker's runtime,
+next to runc, its own? Both under the same dockerd, in one run.
+
+Run as root: `sudo .venv/bin/python bench/runtime_under_dockerd.py [-n 30]`. It starts a private
+dockerd (chapters/09/dockerd.py: its own socket, state, containerd and cgroup parent; nothing of
+the host's touched, all removed at the end), loads minidocker's busybox, and times, N rounds
+interleaved, the whole command as a user waits for it:
+
+- `docker run --rm --runtime minidocker busybox true`
+- `docker run --rm --runtime runc busybox true`
+
+Everything but the runtime is the same: the CLI, dockerd (the container's records, its overlay
+rootfs, the `none` network's namespace), containerd and the shim. So the difference is what
+minidocker-runc costs over runc: a Python interpreter starting for each of the shim's calls
+(create, start, state, delete...) where runc is one Go binary. Issue 16's goal: at most 1.2x runc's
+end-to-end time. The medians are of this one run, so the machine's mood is shared.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "chapters", "09"))
+
+import dockerd  # noqa: E402 - chapters/09/dockerd.py, the tests' own fixture
+
+GOAL = 1.2  # issue 16: minidocker's runtime under dockerd, at most 1.2x runc
+
+
+def timed(engine: dockerd.Dockerd, runtimes: list[str], runs: int) -> dict[str, list[float]]:
+    """Wall times in ms, rounds that run each runtime once: a busy moment falls on both alike."""
+    commands = {rt: ["docker", "run", "--rm", "--runtime", rt, "busybox", "true"] for rt in runtimes}
+    env = engine.client_env()
+    for command in commands.values():  # the first run of each warms the caches
+        subprocess.run(command, check=True, capture_output=True, env=env)
+    times: dict[str, list[float]] = {rt: [] for rt in runtimes}
+    for _ in range(runs):
+        for rt, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env=env)
+            times[rt].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def report(times: dict[str, list[float]], runs: int) -> None:
+    runc = statistics.median(times["runc"])
+    print(f"{'docker run --rm --runtime X busybox true':<44} {'median ms':>10} {'p90 ms':>8} {'vs runc':>8}"
+          f"  ({runs} rounds, interleaved)")
+    for rt, samples in times.items():
+        median, p90 = statistics.median(samples), statistics.quantiles(samples, n=10)[-1]
+        verdict = f"  goal <= {GOAL}x {'met' if median / runc <= GOAL else 'MISSED'}" if rt != "runc" else ""
+        print(f"{'  --runtime ' + rt:<44} {median:>10.1f} {p90:>8.1f} {median / runc:>7.2f}x{verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=30)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root")
+    runc = os.path.join(os.path.dirname(sys.executable), "minidocker-runc")
+    if not os.path.exists(runc) or not shutil.which("runc") or not os.path.exists(dockerd.DOCKERD):
+        sys.exit("bench: needs the venv's minidocker-runc, runc and Debian's dockerd (scripts/setup.sh)")
+    work = tempfile.mkdtemp(prefix="md-bench-dockerd-")
+    env = dict(os.environ, MINIDOCKER_ROOT=os.path.join(work, "minidocker"))
+    # Bytecode cached, outside the source tree, as a learner's machine and the tests have it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "md-pycache")
+    engine = None
+    try:
+        engine = dockerd.Dockerd(work, runtimes={"minidocker": runc}, env=env,
+                                 cgroup_parent=f"/minidocker/bench-{os.getpid()}")
+        print(f"dockerd ({engine.storage_driver}) answered after {engine.start_seconds * 1000:.0f} ms")
+        engine.load_busybox()
+        report(timed(engine, ["minidocker", "runc"], args.runs), args.runs)
+    finally:
+        if engine:
+            engine.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
