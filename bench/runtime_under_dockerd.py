@@ -9,6 +9,10 @@ interleaved, the whole command as a user waits for it:
 - `docker run --rm --runtime minidocker busybox true`
 - `docker run --rm --runtime runc busybox true`
 
+`--trace` instead prints what the shim asks of each runtime in one `docker run --rm`: every call,
+its arguments and how long it took (a wrapper script registered as the runtime logs them), the
+trace in docs/09-runtime.md#a-trace.
+
 Everything but the runtime is the same: the CLI, dockerd (the container's records, its overlay
 rootfs, the `none` network's namespace), containerd and the shim. So the difference is what
 minidocker-runc costs over runc: a Python interpreter starting for each of the shim's calls
@@ -18,6 +22,7 @@ end-to-end time. The medians are of this one run, so the machine's mood is share
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -59,9 +64,45 @@ def report(times: dict[str, list[float]], runs: int) -> None:
         print(f"{'  --runtime ' + rt:<44} {median:>10.1f} {p90:>8.1f} {median / runc:>7.2f}x{verdict}")
 
 
+# A runtime that logs each call and runs the real one: what the shim passes, and for how long.
+WRAPPER = """#!/bin/sh
+start=$(date +%s%N)
+{runtime} "$@"
+code=$?
+echo "$(( ($(date +%s%N) - start) / 1000000 )) ms, exit $code: $*" >> {log}
+exit $code
+"""
+
+
+def trace(work: str, runtimes: dict[str, str], env: dict) -> None:
+    """One `docker run --rm busybox true` with each runtime behind a logging wrapper."""
+    wrapped = {}  # registered as NAME-traced: dockerd reserves the name "runc" for its own
+    for name, path in runtimes.items():
+        wrapped[f"{name}-traced"] = os.path.join(work, f"{name}-traced")
+        with open(wrapped[f"{name}-traced"], "w") as f:
+            f.write(WRAPPER.format(runtime=path, log=os.path.join(work, f"{name}.log")))
+        os.chmod(wrapped[f"{name}-traced"], 0o755)
+    engine = dockerd.Dockerd(os.path.join(work, "dockerd"), runtimes=wrapped, env=env,
+                             cgroup_parent=f"/minidocker/bench-{os.getpid()}")
+    try:
+        engine.load_busybox()
+        for name in runtimes:
+            subprocess.run(["docker", "run", "--rm", "--runtime", f"{name}-traced", "busybox", "true"], check=True,
+                           env=engine.client_env())
+            with open(os.path.join(work, f"{name}.log")) as f:
+                calls = f.read()
+            bundles = os.path.join(engine.exec_root, "containerd", "daemon", "io.containerd.runtime.v2.task", "moby")
+            print(f"docker run --rm --runtime {name} busybox true   ($B is {bundles}/ID)")
+            calls = re.sub(re.escape(bundles) + r"/[0-9a-f]{64}", "$B", calls)
+            print(re.sub(r"[0-9a-f]{64}", "ID", calls))
+    finally:
+        engine.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--runs", type=int, default=30)
+    parser.add_argument("--trace", action="store_true", help="print the runtime calls of one run instead")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
@@ -75,6 +116,9 @@ def main() -> None:
     env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "md-pycache")
     engine = None
     try:
+        if args.trace:
+            trace(work, {"minidocker": runc, "runc": shutil.which("runc")}, env)
+            return
         engine = dockerd.Dockerd(work, runtimes={"minidocker": runc}, env=env,
                                  cgroup_parent=f"/minidocker/bench-{os.getpid()}")
         print(f"dockerd ({engine.storage_driver}) answered after {engine.start_seconds * 1000:.0f} ms")
