@@ -102,9 +102,10 @@ def cgroup_value(pid: int, controller: str, v1_file: str, v2_file: str) -> str:
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_detached_logs_exec_limits_network_stop(engine, runtime):
-    """One long-running container, checked every way: logs, exec, its cgroup's limits, its
-    network (dockerd's, made through the runtime's prestart hook), a graceful stop."""
+def test_detached_logs_limits_pause_exec_network_stop(engine, runtime):
+    """One long-running container, checked every way: logs, exec, its cgroup's limits (set, then
+    updated), pause, its network (dockerd's, made through the runtime's prestart hook), a
+    graceful stop."""
     script = 'echo started; trap "echo bye; exit 0" TERM; while :; do sleep 0.1; done'
     out = engine.docker("run", "-d", "--runtime", runtime, "--network", "bridge", "-m", "64m", "--pids-limit", "40",
                         "busybox", "sh", "-c", script)
@@ -120,6 +121,17 @@ def test_detached_logs_exec_limits_network_stop(engine, runtime):
             "see docs/09-runtime.md#limits-from-docker"
         assert cgroup_value(pid, "pids", "pids.max", "pids.max") == "40", \
             "--pids-limit 40: pids.max of the container's cgroup; see docs/09-runtime.md#limits-from-docker"
+        out = engine.docker("update", "--pids-limit", "50", cid)
+        assert out.returncode == 0 and cgroup_value(pid, "pids", "pids.max", "pids.max") == "50", \
+            f"docker update --pids-limit 50 reaches the runtime as `update --resources -`: pids.max should " \
+            f"be 50 now {show(out)}; see docs/09-runtime.md#limits-from-docker"
+        out = engine.docker("pause", cid)
+        assert out.returncode == 0 and cgroup_value(pid, "freezer", "freezer.state", "cgroup.freeze") in ("FROZEN", "1"), \
+            f"docker pause is the runtime's `pause`: the container's cgroup should be frozen {show(out)}; " \
+            "see docs/09-runtime.md#limits-from-docker"
+        out = engine.docker("unpause", cid)
+        assert out.returncode == 0 and cgroup_value(pid, "freezer", "freezer.state", "cgroup.freeze") in ("THAWED", "0"), \
+            f"docker unpause is the runtime's `resume`: the cgroup should be thawed {show(out)}"
 
         gateway = engine.bridge.gateway
         out = engine.docker("exec", cid, "sh", "-c", f"ip -4 -o addr show eth0; ping -c1 -W2 {gateway} >/dev/null; exit 7")
