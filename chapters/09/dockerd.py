@@ -205,16 +205,26 @@ class Dockerd:
     # --8<-- [end:stop-dockerd]
 
     def _leftover_pids(self) -> list[int]:
+        """What a dockerd that died leaves running: its containerd and the containers' first
+        processes (their pid files), and the shims (each was started with our containerd's
+        socket in its command line: `-address EXEC_ROOT/containerd/containerd.sock`)."""
         pids = []
         for dirpath, _, files in os.walk(self.exec_root):
             for name in files:
-                if name in ("containerd.pid", "shim.pid", "init.pid"):
+                if name in ("containerd.pid", "init.pid"):
                     try:
                         with open(os.path.join(dirpath, name)) as f:
                             pids.append(int(f.read().strip()))
                     except (OSError, ValueError):
                         pass
-        return [p for p in pids if p > 1 and os.path.exists(f"/proc/{p}")]
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if (self.exec_root + "/").encode() in f.read():
+                        pids.append(int(entry))
+            except (OSError, ValueError):
+                pass
+        return [p for p in pids if p > 1 and p != os.getpid() and os.path.exists(f"/proc/{p}")]
 
     def _unmount_all(self) -> None:
         """Mounts dockerd made under our directory (overlay rootfs, netns files, shm): all ours."""
