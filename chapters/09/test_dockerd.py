@@ -78,14 +78,23 @@ def test_run_output_and_exit_codes(engine, runtime):
         f"a file that is not executable: exit 126 {show(out)}; see docs/09-runtime.md#errors-through-the-shim"
 
 
+PRINTABLE = st.characters(min_codepoint=33, max_codepoint=126)
+
+
 @settings(max_examples=4)
-@given(args=st.lists(st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=8), max_size=3),
-       code=st.integers(0, 255))
-def test_argv_and_exit_code_round_trip(engine, args, code):
-    out = engine.docker("run", "--rm", "--runtime", "minidocker", "busybox",
-                        "sh", "-c", f'for a; do echo "[$a]"; done; exit {code}', "sh", *args)
-    assert (out.returncode, out.stdout) == (code, "".join(f"[{a}]\n" for a in args)), \
-        f"the argv should reach the container unchanged and its exit code come back {show(out)}; see {DOCS}"
+@given(args=st.lists(st.text(PRINTABLE, min_size=1, max_size=8), max_size=3), value=st.text(PRINTABLE, max_size=8),
+       user=st.sampled_from([("0", "0"), ("65534", "65534"), ("1000:1000", "1000")]),
+       workdir=st.sampled_from(["/", "/tmp", "/md-new/dir"]), code=st.integers(0, 255))
+def test_process_round_trip(engine, args, value, user, workdir, code):
+    """What dockerd writes into config.json's `process` (args, env, user, cwd) is what the
+    container's process gets, and its exit code comes back."""
+    out = engine.docker("run", "--rm", "--runtime", "minidocker", "-e", f"MD_VAR={value}", "-u", user[0],
+                        "-w", workdir, "busybox",
+                        "sh", "-c", f'echo "$MD_VAR"; id -u; pwd; for a; do echo "[$a]"; done; exit {code}', "sh", *args)
+    expected = f"{value}\n{user[1]}\n{workdir}\n" + "".join(f"[{a}]\n" for a in args)
+    assert (out.returncode, out.stdout) == (code, expected), \
+        f"args, env (-e), user (-u) and working directory (-w) should reach the container's process " \
+        f"unchanged, and its exit code come back: expected {expected!r} and {code} {show(out)}; see {DOCS}"
 
 
 def cgroup_value(pid: int, controller: str, v1_file: str, v2_file: str) -> str:
