@@ -76,6 +76,12 @@ def test_run_output_and_exit_codes(engine, runtime):
     out = engine.docker("run", "--rm", "--runtime", runtime, "busybox", "/etc/passwd")
     assert out.returncode == 126, \
         f"a file that is not executable: exit 126 {show(out)}; see docs/09-runtime.md#errors-through-the-shim"
+    # --rm: the shim's `delete` removed each container's state from the runtime's --root, the
+    # failed ones too (the leak check sees cgroups, mounts and processes; this is the rest).
+    state_root = os.path.join(engine.exec_root, "runtime-runc", "moby")
+    left = os.listdir(state_root) if os.path.isdir(state_root) else []
+    assert not left, f"`delete` should remove a container's state directory under --root {state_root}; " \
+                     f"left: {left}; see docs/09-runtime.md#a-trace"
 
 
 PRINTABLE = st.characters(min_codepoint=33, max_codepoint=126)
