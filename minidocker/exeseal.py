@@ -89,7 +89,10 @@ def _through_overlayfs(binary: str) -> int:
     # overlayfs without an upper layer needs two lower ones: the interpreter's directory on top,
     # and an empty one below. Its files are the real ones, seen through a filesystem that can
     # never be written; an open for writing answers EROFS.
-    empty = os.path.join(os.environ.get("MINIDOCKER_RUNTIME_ROOT", "/run/minidocker/runtime"), "exeseal-empty")
+    # Beside the runtime's root, not in it: every directory there is a container's state
+    # (`runtime list` would show this one as a container "creating").
+    runtime_root = os.environ.get("MINIDOCKER_RUNTIME_ROOT", "/run/minidocker/runtime")
+    empty = os.path.join(os.path.dirname(runtime_root.rstrip("/")), "exeseal-empty")
     # (runtime.default_root()'s value: importing the runtime here would cost the time we save)
     os.makedirs(empty, mode=0o700, exist_ok=True)
     context = linux.fsopen("overlay")
