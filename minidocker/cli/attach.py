@@ -23,18 +23,19 @@ def cmd_attach(args) -> int:
     if not c.state["Running"]:
         raise MinidockerError("You cannot attach to a stopped container, start it first", f"minidocker start {c.name}")
     terminal = bool(c.record["Config"].get("Tty"))
-    saved_mode = None
+    saved_mode, copy_stdin = None, None
     if not args.no_stdin and c.record["Config"].get("OpenStdin"):
         fifo = stdin.open_for_client(c.dir, c.name)
         if terminal and os.isatty(0):
             saved_mode = termios.tcgetattr(0)
             ttymode.setraw(0)  # keys as they are typed, ^C included: the container's terminal decides
-        threading.Thread(target=_copy, args=(0, fifo), daemon=True).start()
+        # Started once the log's end is known: an answer logged before would be missed.
+        copy_stdin = threading.Thread(target=_copy, args=(0, fifo), daemon=True).start
     if args.sig_proxy and not terminal:  # with a terminal, ^C is a byte for the container's pty
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, lambda signum, _frame: lifecycle.kill(c.id, signum))
     try:
-        logs.logs(c.id, sys.stdout.buffer, sys.stderr.buffer, follow=True, tail="0")
+        logs.logs(c.id, sys.stdout.buffer, sys.stderr.buffer, follow=True, tail="0", reading=copy_stdin)
     finally:
         if saved_mode:
             termios.tcsetattr(0, termios.TCSADRAIN, saved_mode)

@@ -26,13 +26,18 @@ def _new_records(path: str, offset: int) -> tuple[list[dict], int]:
     return found, offset
 
 
-def logs(ref: str, stdout, stderr, follow: bool = False, tail: str = "all", timestamps: bool = False) -> None:
-    """GET /containers/{id}/logs: write the output to the binary files `stdout` and `stderr`."""
+def logs(ref: str, stdout, stderr, follow: bool = False, tail: str = "all", timestamps: bool = False,
+         reading=None) -> None:
+    """GET /containers/{id}/logs: write the output to the binary files `stdout` and `stderr`.
+    `reading()`, if given, is called once the log's current end is known: whatever the container
+    writes after that is followed (an attach starts sending the client's input only then)."""
     c = find(ref)
     if tail != "all" and not tail.isdigit():
         raise MinidockerError(f"invalid value for --tail: {tail}", "a number of lines, or all")
     out = {"stdout": stdout, "stderr": stderr}
     found, offset = _new_records(c.log_path, 0)
+    if reading:
+        reading()
     if tail != "all":
         found = found[len(found) - int(tail):] if int(tail) else []
     while True:

@@ -297,9 +297,12 @@ def attach(req, id):
                 _wait(c, "next-exit", 0 if c.id not in _exits else len(_exits[c.id]) - 1)
                 return
         if want["stream"]:
-            if stdin is not None:  # already running with -i: what the client sends goes to its stdin FIFO
-                threading.Thread(target=_copy_stdin, args=(conn, stdin), daemon=True).start()
-            _copy_log(lifecycle.find(c.id), conn.send, tty, want, follow=True)  # already running: its output as logged
+            # Already running: its output as logged from now on; with -i, what the client sends
+            # goes to its stdin FIFO, once we know where "now" is in the log (else an answer
+            # logged before could be missed).
+            copy_stdin = (lambda: threading.Thread(target=_copy_stdin, args=(conn, stdin), daemon=True).start()
+                          ) if stdin is not None else None
+            _copy_log(lifecycle.find(c.id), conn.send, tty, want, follow=True, reading=copy_stdin)
 
     return Hijack(run, content_type)
 
@@ -317,10 +320,10 @@ def _copy_stdin(conn, fifo: int) -> None:
         os.close(fifo)  # the supervisor sees the hang-up: with StdinOnce the container's stdin closes
 
 
-def _copy_log(c, send, tty: bool, want: dict, follow: bool, tail: str = "0") -> None:
+def _copy_log(c, send, tty: bool, want: dict, follow: bool, tail: str = "0", reading=None) -> None:
     out = streams.FramedWriter(send if want["stdout"] else (lambda d: None), streams.STDOUT, raw=tty)
     err = streams.FramedWriter(send if want["stderr"] else (lambda d: None), streams.STDERR, raw=tty)
-    logfile.logs(c.id, out, err, follow=follow, tail="all" if not follow else tail)
+    logfile.logs(c.id, out, err, follow=follow, tail="all" if not follow else tail, reading=reading)
 
 
 @route("POST", "/containers/{id}/resize")
