@@ -42,7 +42,7 @@ from minidocker.container import oci_defaults  # noqa: E402
 # How the pages show the places a run used (see the docstring), in the output and in commands.
 LAB_SHOWN, TMP_SHOWN, REPO_SHOWN = "/home/vagrant/lab", "/tmp", "/minidocker"
 ROOT_SHOWN, RUNTIME_ROOT_SHOWN = "/var/lib/minidocker", "/run/minidocker"  # the store's defaults
-SHOWN_ARGS = {"repo": REPO_SHOWN, "tmp": TMP_SHOWN, "lab": "~/lab", "newlab": "~/lab"}
+SHOWN_ARGS = {"repo": REPO_SHOWN, "tmp": TMP_SHOWN, "lab": "~/lab", "newlab": "~/lab", "attacks": "/var/tmp/md-attacks"}
 
 
 @dataclasses.dataclass
@@ -126,7 +126,9 @@ class Session:
         # Quoted as a shell needs it, but `~/lab` as typed: the shell expands it, sudo or not.
         shown_args = " ".join(a if re.fullmatch(r"~/[\w/.-]*", a) else shlex.quote(a)
                               for a in (a.format(**SHOWN_ARGS, **self.captured) for a in step.args))
-        command = f"$ {step.prog} {shown_args}" + (f" | grep -E '{keep}'" if keep else "")
+        # --trace writes to stderr: a filter of its lines needs it in the pipe.
+        pipe = " 2>&1 | grep -E" if "--trace" in step.args or "TRACE=" in step.prog else " | grep -E"
+        command = f"$ {step.prog} {shown_args}" + (f"{pipe} '{keep}'" if keep else "")
         shown = [self.shown(line) for line in lines]
         return "\n".join([command + (f"    # {step.note}" if step.note else ""),
                           *(realign(shown) if step.table else shown)])
@@ -177,6 +179,9 @@ class Transcript:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     setup: list[list[str]] = dataclasses.field(default_factory=list)
+    # Chapter 08: what the steps need on the host, and what they leave there (a program built with
+    # gcc, a user the engine made): a function(session) -> context manager around the steps.
+    around: object = None
 
     def record(self, session: Session) -> str:
         env = dict(self.env)
@@ -184,7 +189,7 @@ class Transcript:
             root = f"{session.tmp}/stores/{self.name}"
             shutil.rmtree(root, ignore_errors=True)
             env |= {"MINIDOCKER_ROOT": root, "MINIDOCKER_RUNTIME_ROOT": f"{root}/run"}
-        with session.using(env):
+        with session.using(env), self.around(session) if self.around else contextlib.nullcontext():
             try:
                 for path, text in self.files.items():
                     Path(session.tmp, path).parent.mkdir(parents=True, exist_ok=True)
@@ -272,12 +277,83 @@ def exercise_docs(session: Session) -> str:
 # Chapters 03-06 run as `dockerd --bridge=none` would (a container that names no network gets
 # `none`: no default bridge stays behind), and their name responders never forward to the host's
 # resolvers (a closed port on loopback), as in the test suites.
-STORE_ENV = {"MINIDOCKER_BRIDGE": "none", "MINIDOCKER_DNS_UPSTREAM": "127.0.0.1:9"}
+# Chapters 01-07 run the engine as it was before chapter 08's locks (MINIDOCKER_HARDENING=off, as
+# their suites do: conftest.py); chapter 08's transcripts turn them on (HARDENED).
+STORE_ENV = {"MINIDOCKER_BRIDGE": "none", "MINIDOCKER_DNS_UPSTREAM": "127.0.0.1:9", "MINIDOCKER_HARDENING": "off"}
 BUSYBOX = ["run", "--rm", "busybox", "true"]  # setup: the embedded image, built before the steps
 AGO = r"((?:Less than a second|About an? \w+|\d+ \w+) ago)"  # images' CREATED, history's
 BUSYBOX_SIZE = r"\d(\.\d+)?MB\b"  # the host's busybox: its size, in images and history
 EPHEMERAL = r'(?:0\.0\.0\.0:|"HostPort":"|--dport |[0-9a-f]{12} )(\d+(?:/\d+)?)'  # a port, a pid/start
 HELLO = 'FROM busybox\nENV A=1\nRUN echo hi\nCMD ["sh"]\n'
+
+HARDENED = {"MINIDOCKER_HARDENING": "on"}  # chapter 08's transcripts: the engine with its locks
+REMAPPED = "sudo MINIDOCKER_USERNS_REMAP=default .venv/bin/minidocker"  # the daemonless CLI's switch
+# The bounding set dropped one by one: as many lines as this kernel has capabilities, and the
+# engine keeps none it lacks (this VM's root lacks CAP_SYS_RESOURCE).
+CAPS_HOST = r"PR_CAPBSET_DROP|seccomp\(.*len="
+# What the attacks meet depends on the kernel: whether it has /proc/kcore, /proc/sysrq-trigger and
+# module support, which disk is 8:0, what the host's root directory holds, which capabilities its
+# root has.
+ATTACKS_HOST = r'"attack": "(load-module|read-block-device|read-kcore|write-sysrq-trigger|unshare-userns|shocker)"'
+SMALL_PROFILE = """{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+ "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"},
+              {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+               "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_NE"}]}]}
+"""
+NOMKDIR_PROFILE = """{"defaultAction": "SCMP_ACT_ALLOW",
+ "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"},
+              {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
+"""
+
+
+@contextlib.contextmanager
+def attacks_built(session: Session):
+    """chapters/08/attacks.c built static, as chapters/08/conftest.py builds it, at {attacks}: a
+    directory on the disk (the temp dir), which the page shows as /var/tmp/md-attacks."""
+    directory = Path(session.tmp, "md-attacks")
+    directory.mkdir(exist_ok=True)
+    subprocess.run(["gcc", "-static", "-O1", "-Wall", "-o", str(directory / "attacks"),
+                    str(REPO / "chapters" / "08" / "attacks.c")], check=True, capture_output=True)
+    session.places["attacks"] = str(directory)
+    try:
+        yield
+    finally:
+        del session.places["attacks"]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def remap_user(session: Session):
+    """The user mdremap and its /etc/subuid and /etc/subgid lines, which the engine makes for
+    MINIDOCKER_USERNS_REMAP=default when they are missing: taken away afterwards if it made them
+    (as chapters/08/test_userns.py does)."""
+    import pwd
+
+    def exists() -> bool:
+        try:
+            return bool(pwd.getpwnam("mdremap"))
+        except KeyError:
+            return False
+
+    existed = exists()
+    # The mapped root is nobody on the host: it must be able to pass through the temp dir (0700,
+    # mkdtemp's) to the store, as through dockerd's root (0701).
+    os.chmod(session.tmp, 0o701)
+    try:
+        yield
+    finally:
+        os.chmod(session.tmp, 0o700)
+        if not existed and exists():
+            for _ in range(20):  # shadow's tools lock /etc/passwd a moment
+                if subprocess.run(["userdel", "mdremap"], capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.1)
+            for path in ("/etc/subuid", "/etc/subgid"):  # userdel keeps them on some shadow versions
+                with contextlib.suppress(FileNotFoundError):
+                    kept = [line for line in Path(path).read_text().splitlines(keepends=True)
+                            if not line.startswith("mdremap:")]
+                    Path(path).write_text("".join(kept))
+
 
 TRACE_HOST = r'/sys/fs/cgroup|mount\([^,]*, "/(proc|sys)/'  # cgroup files and mounts, masked paths
 
@@ -418,6 +494,81 @@ TRANSCRIPTS = [
             md("-i", "s/A=1/A=2/", "Dockerfile", exe=("sed",), prog="sed", cwd="{tmp}/hello"),
             md("build", "-t", "hello", ".", cwd="{tmp}/hello", note="step 2 changed: a miss from there on"),
         ], files={"hello/Dockerfile": HELLO}, setup=[BUSYBOX, ["build", "-q", "-t", "hello", "{tmp}/hello"]]),
+    ]],
+    # 08 hardening: the locks on (HARDENED), each transcript in a store of its own.
+    *[dataclasses.replace(t, own_store=True, env=STORE_ENV | HARDENED | t.env) for t in [
+        Transcript("caps-status", [md("run", "--rm", "busybox", "grep", "Cap", "/proc/self/status")],
+                   setup=[BUSYBOX], host_specific=r"^Cap(Prm|Eff|Bnd):"),  # Docker's 14, unless the host lacks one
+        Transcript("caps-unknown", [md("run", "--rm", "--cap-add", "foo", "busybox", "true")], setup=[BUSYBOX]),
+        Transcript("caps-trace", [
+            md("--trace", "run", "--rm", "--cap-drop", "ALL", "--cap-add", "KILL", "busybox", "true",
+               keep=r"prctl|capset|seccomp\("),
+        ], host_specific=CAPS_HOST, setup=[BUSYBOX]),
+        Transcript("caps-stop", [
+            md("run", "--rm", "--network", "none", "busybox", "ip", "link", "add", "mda", "type", "veth",
+               "peer", "name", "mdb"),
+            md("run", "--rm", "--network", "none", "--cap-add", "NET_ADMIN", "busybox", "ip", "link", "add", "mda",
+               "type", "veth", "peer", "name", "mdb", note="no output: it worked, in the container's netns"),
+            md("run", "--rm", "--cap-drop", "ALL", "busybox", "chown", "1", "/tmp"),
+        ], setup=[BUSYBOX]),
+        Transcript("seccomp-default", [
+            md("run", "--rm", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true"),
+            md("run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "sh", "-c",
+               "grep Seccomp: /proc/self/status; unshare -U true && echo new user namespace"),
+        ], setup=[BUSYBOX]),
+        Transcript("seccomp-show", [
+            md("{tmp}/small.json", exe=("cat",), prog="cat"),
+            md("-c", 'from minidocker.security import seccomp; print(seccomp.show("{tmp}/small.json"))',
+               exe=(sys.executable,), prog="python3"),
+        ], files={"small.json": SMALL_PROFILE}),
+        Transcript("seccomp-trace", [
+            md("--trace", "run", "--rm", "busybox", "true", keep=r"seccomp\(|PR_SET_KEEPCAPS|capset"),
+        ], setup=[BUSYBOX]),
+        Transcript("seccomp-errors", [
+            md("run", "--security-opt", "seccomp", "busybox", "true"),
+            md("run", "--security-opt", "seccomp=/nonexist", "busybox", "true"),
+            md("run", "--security-opt", "seccomp={tmp}/bad.json", "busybox", "true"),
+            md("run", "--security-opt", "foo=bar", "busybox", "true"),
+            md("run", "--security-opt", "seccomp={tmp}/odd.json", "busybox", "true",
+               note='{"defaultAction": "SCMP_ACT_FOO"}'),
+        ], files={"bad.json": "{bad\n", "odd.json": '{"defaultAction": "SCMP_ACT_FOO"}\n'}, setup=[BUSYBOX]),
+        Transcript("seccomp-profile", [
+            md("{tmp}/nomkdir.json", exe=("cat",), prog="cat"),
+            md("run", "--rm", "--security-opt", "seccomp={tmp}/nomkdir.json", "busybox", "sh", "-c",
+               "mkdir /x; rmdir /tmp"),
+        ], files={"nomkdir.json": NOMKDIR_PROFILE}, setup=[BUSYBOX]),
+        Transcript("devices-mknod", [
+            md("run", "--rm", "busybox", "sh", "-c", "mknod /dev/sda b 8 0 && head -c1 /dev/sda"),
+        ], setup=[BUSYBOX]),
+        Transcript("devices-device", [
+            md("run", "--rm", "--device", "/dev/fuse:/dev/fuse:r", "busybox", "sh", "-c",
+               "ls -l /dev/fuse; (exec 3</dev/fuse) && echo read-ok; exec 4>/dev/fuse"),
+            md("run", "--device", "/dev/nope", "busybox", "true", note="exit status 125, nothing made"),
+        ], volatile=r"\d+, +\d+ (\w{3} +\d+ +[\d:]+) /dev/fuse", setup=[BUSYBOX]),  # the host node's date
+        Transcript("userns-map", [
+            md("run", "--rm", "--network", "none", "busybox", "cat", "/proc/self/uid_map", prog=REMAPPED),
+            md("run", "--privileged", "busybox", "true", prog=REMAPPED),
+            md("run", "--rm", "--userns", "host", "busybox", "cat", "/proc/self/uid_map", prog=REMAPPED,
+               note="this container opts out"),
+        ], env={"MINIDOCKER_USERNS_REMAP": "default"}, around=remap_user, setup=[BUSYBOX],
+            host_specific=r"^\s+0\s+\d+\s+65536$"),  # mdremap's range: the first free one on the host
+        Transcript("userns-trace", [
+            md("--trace", "run", "--rm", "--network", "none", "busybox", "true", prog=REMAPPED,
+               keep=r"unshare\(|_map|clone\(CLONE_PARENT"),
+        ], env={"MINIDOCKER_USERNS_REMAP": "default"}, around=remap_user, setup=[BUSYBOX],
+            host_specific=r'_map", "0 \d+ 65536"', by_process=True,
+            volatile=r"(?:\[stage-1 |/proc/|= )(\d+)"),  # stage 1's pid, and its child's
+        Transcript("exeseal-trace", [
+            md("run", "--rm", "busybox", "true", prog="sudo MINIDOCKER_TRACE=1 .venv/bin/minidocker",
+               keep=r'fsopen|fsconfig|fsmount|execve\("/proc/self/fd'),
+        ], env={"MINIDOCKER_TRACE": "1"}, setup=[BUSYBOX], host_specific=r'"lowerdir"|execve'),  # where python is
+        Transcript("attacks", [
+            md("run", "--rm", "-v", "{attacks}:/md-attacks:ro", "busybox", "/md-attacks/attacks"),
+        ], around=attacks_built, host_specific=ATTACKS_HOST, setup=[BUSYBOX]),
+        Transcript("attacks-privileged", [
+            md("run", "--rm", "--privileged", "-v", "{attacks}:/md-attacks:ro", "busybox", "/md-attacks/attacks"),
+        ], around=attacks_built, host_specific=ATTACKS_HOST, volatile=r'"detail": "/md-attacks:([^"]*)"',
+            setup=[BUSYBOX]),
     ]],
 ]
 BY_NAME = {t.name: t for t in TRANSCRIPTS}

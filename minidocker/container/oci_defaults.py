@@ -37,6 +37,7 @@ def default_mounts(shm_size: int = SHM_SIZE) -> list[dict]:
     ]
 
 
+# --8<-- [start:masked-list]
 # Files and directories under /proc and /sys that tell about, or act on, the host rather than the
 # container (kernel memory, keyrings, timers, firmware): hidden under /dev/null or an empty tmpfs.
 MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -44,6 +45,7 @@ MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/pro
                 "/sys/firmware", "/sys/devices/virtual/powercap"]
 # Visible but read-only: the kernel's sysctls and triggers, which are not namespaced.
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+# --8<-- [end:masked-list]
 
 
 def default_masked_paths() -> list[str]:

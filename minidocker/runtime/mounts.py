@@ -356,6 +356,7 @@ def bind_host_device(host_path: str, path: str) -> None:
     linux.mount(host_path, path, None, linux.MS_BIND)
 
 
+# --8<-- [start:masked-paths]
 def mask_paths(paths) -> None:
     """linux.maskedPaths, after pivot_root: hide a file under /dev/null, a directory under an
     empty read-only tmpfs (/proc/kcore, /proc/keys, /sys/firmware: host secrets and knobs)."""
@@ -377,3 +378,4 @@ def readonly_paths(paths) -> None:
         except FileNotFoundError:
             continue
         linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
+# --8<-- [end:masked-paths]
