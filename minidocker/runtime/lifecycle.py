@@ -16,7 +16,7 @@ import signal as signals
 from minidocker import store
 from minidocker.errors import MinidockerError
 from minidocker.runtime import process as proc
-from minidocker.runtime import resources, spawn
+from minidocker.runtime import hooks, resources, spawn
 
 OCI_VERSION = "1.0.2"
 FIFO = "exec.fifo"
@@ -79,12 +79,14 @@ def create(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, roo
             os.waitpid(pid, 0)  # it exits right after reporting; reap it
             pid = 0
             spawn.raise_reported(said)
+        hooks.created(spec, container_id, pid, bundle)  # prestart, createRuntime, createContainer
         store.write_json(os.path.join(state_dir, "state.json"), {
             "id": container_id, "pid": pid, "pidStart": process_start_time(pid), "bundle": bundle,
             "rootfs": os.path.join(bundle, spec.get("root", {}).get("path", "")),
             "created": store.now(), "cgroupsPath": cgroups_path, "annotations": spec.get("annotations") or {},
             # Kept for exec: a process that joins the container is bound by the same filter.
-            "seccomp": spec.get("linux", {}).get("seccomp")})
+            "seccomp": spec.get("linux", {}).get("seccomp"),
+            "hooks": spec.get("hooks")})  # for start's and delete's hooks
         if pid_file:
             store.write_text(pid_file, str(pid))  # runc's --pid-file: the pid alone, no newline
     except BaseException as e:
@@ -133,6 +135,7 @@ def start(container_id: str, *, root=None) -> None:
     if status != "created":
         raise MinidockerError(f"cannot start a container that is {status}", "create a new one")
     fifo_path = os.path.join(state_dir, FIFO)
+    hooks.starting(saved)  # startContainer, in the container, before its command
     # O_NONBLOCK: the open returns at once (a blocking one would wait for a writer forever if
     # the process had died), and it wakes the process, whose open for writing now succeeds.
     fifo = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -151,6 +154,7 @@ def start(container_id: str, *, root=None) -> None:
         os.unlink(fifo_path)  # no fifo: "running" from now on, for state()
     if said:
         spawn.raise_reported(said)
+    hooks.started(saved)  # poststart
 
 
 def run(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, root=None, pid_file=None,
@@ -228,6 +232,7 @@ def delete(container_id: str, *, force=False, root=None, cgroups_path=None) -> N
         cgroup.remove()
     if saved is not None:
         _reap(saved)
+        hooks.stopped(saved)  # poststop
     _remove_state_dir(state_dir)
 
 
