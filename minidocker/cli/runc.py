@@ -43,7 +43,6 @@ python: {sys.version.split()[0]}
 # --log and --log-format: where runc's messages go
 
 
-# --8<-- [start:log-line]
 class Log:
     """runc logs with logrus: to stderr, or to --log FILE (appended, never truncated: the shim
     keeps one log.json per container for all its runc calls), as text or JSON lines."""
@@ -52,6 +51,9 @@ class Log:
         self.path, self.format, self.debug = None, "text", False
 
     def write(self, level: str, msg: str) -> None:
+        # --8<-- [start:ex-09-log-line]
+        # One line per message: with --log-format json, {"level", "msg", "time"} (RFC 3339, UTC),
+        # the line the shim parses; appended to --log FILE, or printed to stderr without one.
         if level == "debug" and not self.debug:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
@@ -67,7 +69,7 @@ class Log:
                 os.close(fd)
         else:
             print(line, file=sys.stderr)
-# --8<-- [end:log-line]
+        # --8<-- [end:ex-09-log-line]
 
 
 LOG = Log()
@@ -364,7 +366,8 @@ def main(argv=None) -> int:
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 0
-        LOG.write("debug", f"{args.runc_command} {' '.join(argv)}")
+        if args.debug:
+            LOG.write("debug", " ".join(argv))
         return args.func(args)
     except MinidockerError as e:
         if os.environ.get("MINIDOCKER_DEBUG"):

@@ -76,9 +76,11 @@ def warn_hooks(hooks: dict | None, phase: str, state: dict) -> None:
             print(f"minidocker: warning: {phase} hook #{number}: {e.what}", file=sys.stderr)
 
 
-# --8<-- [start:ex-09-run-hook]
 def run_hook(hook: dict, state: dict, *, in_container: bool = False, resolve_in_container: bool = False) -> None:
     """Fork, give the child the state on stdin, exec the hook; wait for it (at most its timeout)."""
+    # --8<-- [start:ex-09-run-hook]
+    # Run one hook: its args as argv, its env as the whole environment, the state as JSON on its
+    # stdin (then closed); wait for it and raise MinidockerError if it failed or timed out.
     args = hook.get("args") or [hook["path"]]
     env = dict(item.split("=", 1) for item in hook.get("env") or [] if "=" in item)
     # The path is found in the runtime's filesystem, unless the spec says the container's.
@@ -101,7 +103,7 @@ def run_hook(hook: dict, state: dict, *, in_container: bool = False, resolve_in_
         raise MinidockerError(f"{hook['path']} did not finish within {hook['timeout']}s", "it was killed")
     if status != 0:
         raise MinidockerError(f"{hook['path']} exited with {_describe(status)}" + (f": {output}" if output else ""))
-# --8<-- [end:ex-09-run-hook]
+    # --8<-- [end:ex-09-run-hook]
 
 
 def _open_program(path: str) -> int:
