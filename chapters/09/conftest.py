@@ -38,9 +38,23 @@ DISABLED = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "
             "io.containerd.internal.v1.opt"]
 
 
+@pytest.fixture(scope="session")
+def runc_binary(tmp_path_factory) -> str:
+    """The minidocker-runc under test: the venv's console script, or for a student's copy
+    (--impl DIR) a two-line script that runs the same entry point from that copy."""
+    harness.need(os.path.exists(RUNC_FACE), "the minidocker-runc script: run scripts/setup.sh (pyproject names it)")
+    if harness.IMPL == harness.REPO:
+        return RUNC_FACE
+    path = str(tmp_path_factory.mktemp("runc-face") / "minidocker-runc")
+    with open(path, "w") as f:
+        f.write(f'#!/bin/sh\nPYTHONPATH={harness.IMPL} PYTHONSAFEPATH=1 exec {sys.executable} -m minidocker.cli.runc "$@"\n')
+    os.chmod(path, 0o755)
+    return path
+
+
 class Containerd:
-    def __init__(self, workdir: str, env: dict | None = None):
-        self.workdir = workdir
+    def __init__(self, workdir: str, runc_binary: str = RUNC_FACE, env: dict | None = None):
+        self.workdir, self.runc_binary = workdir, runc_binary
         self.socket = os.path.join(workdir, "containerd.sock")
         self.runc_root = os.path.join(workdir, "runc")
         self.fifo_dir = os.path.join(workdir, "fifo")
@@ -69,13 +83,15 @@ class Containerd:
 
     def run_flags(self, container_id: str) -> list[str]:
         """`ctr run`'s flags that put the container on minidocker's runtime and in our places."""
-        return ["--runc-binary", RUNC_FACE, "--runc-root", self.runc_root, "--fifo-dir", self.fifo_dir,
+        return ["--runc-binary", self.runc_binary, "--runc-root", self.runc_root, "--fifo-dir", self.fifo_dir,
                 "--cgroup", f"/{self.cgroup_parent}/ctr-{container_id}"]
 
     def run(self, container_id: str, *command: str, flags=(), input=None, timeout=30) -> subprocess.CompletedProcess:
         """ctr run --rm IMAGE ID COMMAND...: in the foreground, with the task's output and exit code."""
-        return self.ctr("run", *self.run_flags(container_id), "--rm", *flags, IMAGE, container_id, *command,
+        done = self.ctr("run", *self.run_flags(container_id), "--rm", *flags, IMAGE, container_id, *command,
                         input=input, timeout=timeout)
+        self.wait_for_shim(container_id)
+        return done
 
     def exec(self, container_id: str, exec_id: str, *command: str, timeout=30) -> subprocess.CompletedProcess:
         """ctr task exec: another process in a running task (runc exec --detach, under the shim)."""
@@ -97,6 +113,11 @@ class Containerd:
                            f"task {container_id} to stop", timeout=10)
         self.ctr("task", "delete", "--force", container_id)
         self.ctr("container", "delete", container_id)
+        self.wait_for_shim(container_id)
+
+    def wait_for_shim(self, container_id: str) -> None:
+        """The shim exits a moment after its task is deleted: wait, so that no test leaves it behind."""
+        harness.wait_until(lambda: not self._our_shims(container_id), f"the shim of {container_id} to exit")
 
     def close(self) -> None:
         for container_id in self.ctr("container", "ls", "--quiet").stdout.split():
@@ -124,7 +145,7 @@ class Containerd:
                     pass
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _our_shims(self) -> list[int]:
+    def _our_shims(self, container_id: str | None = None) -> list[int]:
         found = []
         for entry in filter(str.isdigit, os.listdir("/proc")):
             try:
@@ -132,7 +153,8 @@ class Containerd:
                     words = f.read().split(b"\0")
             except OSError:
                 continue
-            if os.fsencode(self.socket) in words and entry != str(self.process.pid):
+            if os.fsencode(self.socket) in words and entry != str(self.process.pid) and (
+                    container_id is None or os.fsencode(container_id) in words):
                 found.append(int(entry))
         return found
 
@@ -142,15 +164,14 @@ class Containerd:
 
 
 @pytest.fixture(scope="module")
-def containerd():
+def containerd(runc_binary):
     """A containerd of our own with minidocker's busybox imported (as `minidocker save` exports it)."""
     harness.need_root()
     harness.need(os.path.exists(CONTAINERD) and os.path.exists(CTR), "containerd and ctr: scripts/setup.sh installs docker.io")
-    harness.need(os.path.exists(RUNC_FACE), "the minidocker-runc script: run scripts/setup.sh (pyproject names it)")
     # Under the session's MINIDOCKER_ROOT: the leak check sees the mounts made there.
     workdir = os.path.join(os.environ["MINIDOCKER_ROOT"], f"containerd-{os.getpid()}")
     os.makedirs(workdir)
-    ctd = Containerd(workdir)
+    ctd = Containerd(workdir, runc_binary)
     try:
         from minidocker.image import builtin, layout
 

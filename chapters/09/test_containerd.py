@@ -123,6 +123,7 @@ def test_a_terminal_through_the_console_socket(containerd):
         os.close(master)
         if slave != -1:
             os.close(slave)
+    containerd.wait_for_shim("mdc-tty")
     text = b"".join(chunks).decode(errors="replace")
     assert "/dev/pts/" in text and "stdin-is-a-tty" in text, (
         f"with -t the process should have a pty as stdin/stdout: {text!r} (--console-socket: "

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -18,14 +17,12 @@ from minidocker import rootfs as busybox
 from minidocker.container import oci_defaults
 
 DOCS = "docs/09-runtime.md"
-RUNC = os.path.join(os.path.dirname(sys.executable), "minidocker-runc")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
 
 @pytest.fixture
-def runc(tmp_path):
+def runc(tmp_path, runc_binary):
     """runc(*args) runs the console script with --root and --log (JSON) of this test's own."""
-    harness.need(os.path.exists(RUNC), "the minidocker-runc script: run scripts/setup.sh (pyproject names it)")
     root, log = str(tmp_path / "state"), str(tmp_path / "log.json")
 
     def run(*args, input=None, json_log=True) -> subprocess.CompletedProcess:
@@ -33,12 +30,12 @@ def runc(tmp_path):
         # Files, not pipes: a created container inherits our stdio and holds it open, so a pipe
         # would not see its end until the container's command exits.
         with open(tmp_path / "stdout", "w+") as out, open(tmp_path / "stderr", "w+") as err:
-            done = subprocess.run([RUNC, *flags, *args], input=input, stdout=out, stderr=err, text=True, timeout=30)
+            done = subprocess.run([runc_binary, *flags, *args], input=input, stdout=out, stderr=err, text=True, timeout=30)
             out.seek(0), err.seek(0)
             done.stdout, done.stderr = out.read(), err.read()
         return done
 
-    run.log = log
+    run.log, run.binary = log, runc_binary
     return run
 
 
@@ -72,7 +69,7 @@ def bundle(rootfs, tmp_path):
 
 
 def test_version_features_and_the_words_the_shim_reads(runc):
-    version = subprocess.run([RUNC, "--version"], capture_output=True, text=True)
+    version = subprocess.run([runc.binary, "--version"], capture_output=True, text=True)
     lines = version.stdout.splitlines()
     assert version.returncode == 0 and re.fullmatch(r"\S*minidocker\S* version \S+", lines[0]), (
         f"--version's first line should be runc's shape, 'NAME version X', naming minidocker: {lines!r}")
@@ -83,7 +80,7 @@ def test_version_features_and_the_words_the_shim_reads(runc):
                                       "poststart", "poststop"}, f"features should list the hooks: {features['hooks']}"
     assert features["linux"]["cgroup"]["systemd"] is False, "features should say: no systemd cgroups"
 
-    refused = subprocess.run([RUNC, "--systemd-cgroup", "state", "x"], capture_output=True, text=True)
+    refused = subprocess.run([runc.binary, "--systemd-cgroup", "state", "x"], capture_output=True, text=True)
     assert refused.returncode == 1 and "systemd" in refused.stderr and len(refused.stderr.splitlines()) == 1, (
         f"--systemd-cgroup should be refused in one line, exit 1, as a runc without systemd does: "
         f"{refused.returncode} {refused.stderr!r}")
