@@ -31,7 +31,7 @@ def test_ctr_run_gives_the_output_and_the_exit_code(containerd):
         f"the command's stdout/stderr should reach ctr through the shim's pipes (create passes its "
         f"stdio to the container): stdout={out.stdout!r} stderr={out.stderr!r}")
     assert "pid=1" in out.stdout, f"the command should be PID 1 of its own PID namespace: {out.stdout!r}"
-    assert f"ctr-mdc-run" in out.stdout, (f"the container should be in the cgroup that ctr's --cgroup names "
+    assert "ctr-mdc-run" in out.stdout, (f"the container should be in the cgroup that ctr's --cgroup names "
                                           f"(linux.cgroupsPath): {out.stdout!r}")
     assert containerd.ctr("container", "ls", "--quiet").stdout.split() == [], "ctr run --rm should leave no container"
     assert os.listdir(os.path.join(containerd.runc_root, "default")) == [], (

@@ -140,7 +140,7 @@ def cmd_pause(args) -> int:
     # `docker pause` and `ctr task pause` come down to this one write.
     status = runtime.state(args.id, root=face._root(args))["status"]
     if status != "running":
-        raise MinidockerError(f"container not running", f"it is {status}")
+        raise MinidockerError("container not running", f"it is {status}")
     _cgroup(args).freeze()
     return 0
 
