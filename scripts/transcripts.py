@@ -561,7 +561,8 @@ TRANSCRIPTS = [
         Transcript("exeseal-trace", [
             md("run", "--rm", "busybox", "true", prog="sudo MINIDOCKER_TRACE=1 .venv/bin/minidocker",
                keep=r'fsopen|fsconfig|fsmount|execve\("/proc/self/fd'),
-        ], env={"MINIDOCKER_TRACE": "1"}, setup=[BUSYBOX], host_specific=r'"lowerdir"|execve'),  # where python is
+        ], env={"MINIDOCKER_TRACE": "1"}, setup=[BUSYBOX],
+            volatile=r'(?:"lowerdir", "|execve\("/proc/self/fd/\d+", \[")([^"]*)'),  # where python and the store are
         Transcript("attacks", [
             md("run", "--rm", "-v", "{attacks}:/md-attacks:ro", "busybox", "/md-attacks/attacks"),
         ], around=attacks_built, host_specific=ATTACKS_HOST, setup=[BUSYBOX]),
