@@ -192,3 +192,13 @@ def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(runc, bundle, t
         f"a failing prestart hook should fail create, with the hook's words in the log: {entry} ({DOCS}#oci-hooks)")
     state = runc("state", cid)
     assert state.returncode == 1, f"a failed create should leave no container behind: {state.stdout}"
+
+
+def test_a_hook_that_outlives_its_timeout_is_killed_and_fails_create(runc, bundle):
+    cid = "mdrunc-slowhook"
+    path = bundle(cid, ["true"], hooks={"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]})
+    created = runc("create", "--bundle", path, cid)
+    entry = json.loads(last_log_line(runc.log))
+    assert created.returncode == 1 and "createRuntime" in entry["msg"] and "within 1s" in entry["msg"], (
+        f"a hook past its `timeout` should be killed and fail create: {entry} ({DOCS}#oci-hooks)")
+    assert runc("state", cid).returncode == 1, "a failed create should leave no container behind"

@@ -98,9 +98,10 @@ def run_hook(hook: dict, state: dict, *, in_container: bool = False, resolve_in_
     os.write(stdin_w, json.dumps(state).encode())  # small: a pipe holds 64 KiB
     os.close(stdin_w)
     status = _wait(pid, hook.get("timeout"))
-    output = _read_all(output_r).decode(errors="replace").strip()
     if status is None:
+        os.close(output_r)  # not read: a child the hook left behind may hold it open for long
         raise MinidockerError(f"{hook['path']} did not finish within {hook['timeout']}s", "it was killed")
+    output = _read_all(output_r).decode(errors="replace").strip()
     if status != 0:
         raise MinidockerError(f"{hook['path']} exited with {_describe(status)}" + (f": {output}" if output else ""))
     # --8<-- [end:ex-09-run-hook]
