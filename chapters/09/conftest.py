@@ -170,7 +170,9 @@ def containerd(runc_binary):
     # Under the session's MINIDOCKER_ROOT: the leak check sees the mounts made there.
     workdir = os.path.join(os.environ["MINIDOCKER_ROOT"], f"containerd-{os.getpid()}")
     os.makedirs(workdir)
-    ctd = Containerd(workdir, runc_binary)
+    # cli_env: the shim's minidocker-runc then imports the package under test, from cached
+    # bytecode (without a cache, every call compiles the runtime again: ~0.1 s each, 5 a container).
+    ctd = Containerd(workdir, runc_binary, env=harness.cli_env())
     try:
         from minidocker.image import builtin, layout
 

@@ -30,7 +30,8 @@ def runc(tmp_path, runc_binary):
         # Files, not pipes: a created container inherits our stdio and holds it open, so a pipe
         # would not see its end until the container's command exits.
         with open(tmp_path / "stdout", "w+") as out, open(tmp_path / "stderr", "w+") as err:
-            done = subprocess.run([runc_binary, *flags, *args], input=input, stdout=out, stderr=err, text=True, timeout=30)
+            done = subprocess.run([runc_binary, *flags, *args], input=input, stdout=out, stderr=err, text=True, timeout=30,
+                                  env=harness.cli_env())
             out.seek(0), err.seek(0)
             done.stdout, done.stderr = out.read(), err.read()
         return done
@@ -69,7 +70,7 @@ def bundle(rootfs, tmp_path):
 
 
 def test_version_features_and_the_words_the_shim_reads(runc):
-    version = subprocess.run([runc.binary, "--version"], capture_output=True, text=True)
+    version = subprocess.run([runc.binary, "--version"], capture_output=True, text=True, env=harness.cli_env())
     lines = version.stdout.splitlines()
     assert version.returncode == 0 and re.fullmatch(r"\S*minidocker\S* version \S+", lines[0]), (
         f"--version's first line should be runc's shape, 'NAME version X', naming minidocker: {lines!r}")
@@ -80,7 +81,8 @@ def test_version_features_and_the_words_the_shim_reads(runc):
                                       "poststart", "poststop"}, f"features should list the hooks: {features['hooks']}"
     assert features["linux"]["cgroup"]["systemd"] is False, "features should say: no systemd cgroups"
 
-    refused = subprocess.run([runc.binary, "--systemd-cgroup", "state", "x"], capture_output=True, text=True)
+    refused = subprocess.run([runc.binary, "--systemd-cgroup", "state", "x"], capture_output=True, text=True,
+                             env=harness.cli_env())
     assert refused.returncode == 1 and "systemd" in refused.stderr and len(refused.stderr.splitlines()) == 1, (
         f"--systemd-cgroup should be refused in one line, exit 1, as a runc without systemd does: "
         f"{refused.returncode} {refused.stderr!r}")
