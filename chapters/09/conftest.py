@@ -115,8 +115,12 @@ class Containerd:
         self.wait_for_shim(container_id)
 
     def wait_for_shim(self, container_id: str) -> None:
-        """The shim exits a moment after its task is deleted: wait, so that no test leaves it behind."""
-        harness.wait_until(lambda: not self._our_shims(container_id), f"the shim of {container_id} to exit")
+        """The shim exits a moment after its task is deleted; after a failed start, containerd runs
+        `containerd-shim-runc-v2 delete` itself, later, to unmount the rootfs and remove the bundle.
+        Wait for both, so that no test leaves a shim, a mount or a cgroup behind."""
+        bundle = os.path.join(self.workdir, "state", "io.containerd.runtime.v2.task", "default", container_id)
+        harness.wait_until(lambda: not os.path.exists(bundle) and not self._our_shims(container_id),
+                           f"the shim of {container_id} to exit and its bundle to go")
 
     def close(self) -> None:
         for container_id in self.ctr("container", "ls", "--quiet").stdout.split():
