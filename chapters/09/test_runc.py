@@ -204,3 +204,15 @@ def test_a_hook_that_outlives_its_timeout_is_killed_and_fails_create(runc, bundl
     assert created.returncode == 1 and "createRuntime" in entry["msg"] and "within 1s" in entry["msg"], (
         f"a hook past its `timeout` should be killed and fail create: {entry} ({DOCS}#oci-hooks)")
     assert runc("state", cid).returncode == 1, "a failed create should leave no container behind"
+
+
+def test_a_command_that_cannot_start_leaves_no_state(runc, bundle):
+    cid = "mdrunc-nocmd"
+    path = bundle(cid, ["md-no-such-command"])
+    assert runc("create", "--bundle", path, cid).returncode == 0, last_log_line(runc.log)
+    started = runc("start", cid)
+    entry = json.loads(last_log_line(runc.log))
+    assert started.returncode == 1 and 'exec: "md-no-such-command": executable file not found in $PATH' \
+        in entry["msg"], f"start should fail with runc's words, which dockerd turns into 127: {entry}"
+    assert runc("state", cid).returncode == 1, (
+        f"as after runc's failed create, no state should be left ({DOCS}#errors-go-to-the-log)")

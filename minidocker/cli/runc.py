@@ -88,6 +88,19 @@ def cmd_create(args) -> int:
     return face.cmd_create(args)
 
 
+def cmd_start(args) -> int:
+    try:
+        return face.cmd_start(args)
+    except MinidockerError as e:
+        if e.exit_code in (126, 127):
+            # runc looks the command up before its init waits, so a missing or non-executable
+            # command fails `create`, and a failed create leaves no state. Ours finds out at the
+            # exec; the process is gone already, so take its state away too, as runc's would be.
+            # (The shim's later `delete` then hears "does not exist", which it expects.)
+            runtime.delete(args.id, force=True, root=face._root(args))
+        raise
+
+
 def cmd_kill(args) -> int:
     # containerd's shim asks to kill a container that may have just exited; it recognises
     # runc's words "container not running" and takes them as "already finished", not as a failure.
@@ -307,7 +320,7 @@ def _no_flags(p) -> None:
 
 COMMANDS = {
     "create": ("create a container", _create_flags, cmd_create),
-    "start": ("start a created container", face._id_flag, face.cmd_start),
+    "start": ("start a created container", face._id_flag, cmd_start),
     "run": ("create and start a container", face._run_flags, face.cmd_run),
     "state": ("print the state of a container", face._id_flag, cmd_state),
     "kill": ("send a signal to the container's init", face._kill_flags, cmd_kill),
