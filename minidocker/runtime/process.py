@@ -7,7 +7,7 @@ import signal
 import termios
 import warnings  # noqa: F401 - os.execvpe imports it on first use, when the host's library is gone
 
-from minidocker import linux, security
+from minidocker import linux
 from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE
 
 # Every signal a process may catch or ignore: all but KILL and STOP.
@@ -32,6 +32,18 @@ def exit_code(wait_status: int) -> int:
     """Docker's exit code for a wait status: the process's own code, or 128+N for signal N."""
     code = os.waitstatus_to_exitcode(wait_status)  # negative -N when signal N killed it
     return EXIT_SIGNAL_BASE - code if code < 0 else code
+
+
+security = None  # chapter 08's package (capabilities, seccomp): load_locks() imports it
+
+
+def load_locks() -> None:
+    """Import the locks that start_process() enforces, in the runtime, before it forks the
+    container's process: after pivot_root the host's Python library is out of sight. Only the
+    commands that start processes pay for it (~20 ms); `state`, `start`, `kill` and `delete`, each
+    a process of its own under containerd's shim, do not."""
+    global security
+    from minidocker import security
 
 
 error_pipe = -1  # in a child before exec: where its errors go (the error pipe or exec.fifo, see spawn.py)

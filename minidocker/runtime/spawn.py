@@ -25,6 +25,7 @@ def fork_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_sta
                    state_dir_fd: int = -1, parent_death_signal: int = 0) -> tuple[int, int]:
     """Fork the container's first process; return (pid, the read end of its error pipe)."""
     namespaces = namespaces_of(spec)
+    proc.load_locks()
 
     def child():
         proc.state_dir_fd, proc.parent_death_signal = state_dir_fd, parent_death_signal
@@ -174,6 +175,7 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, consol
     """Start `process` inside the namespaces and cgroup of `container_pid`; return its pid.
     `seccomp_filter`: the container's linux.seccomp, which binds an exec'd process as well."""
     user_ns = user_namespace_of(container_pid)
+    proc.load_locks()
     # --8<-- [start:ex-01-exec-setns]
     # Open /proc/PID/ns/*, setns() into the PID namespace, fork, and setns() the child into the rest.
     #
