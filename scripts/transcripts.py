@@ -355,6 +355,48 @@ def remap_user(session: Session):
                     Path(path).write_text("".join(kept))
 
 
+# 09 runtime: minidocker-runc, runc's command line on minidocker's runtime, run by hand on the
+# bundle and by a real dockerd (chapters/09/dockerd.py, as the chapter's tests start it).
+RUNC_FACE = str(REPO / ".venv" / "bin" / "minidocker-runc")  # scripts/setup.sh installs it
+RUNC_PROG = "sudo .venv/bin/minidocker-runc"
+RUNC_ROOT = ["--root", "{tmp}/runc"]  # the shim's --root: runc's state dir, here in the temp dir
+# What dockerd registers as the runtime `minidocker`: minidocker-runc, each call logged first.
+RUNC_LOGGED = """#!/bin/sh
+echo "$*" >> {log}
+exec {runtime} "$@"
+"""
+DOCKER = {"exe": ("docker",), "prog": "docker"}
+
+
+@contextlib.contextmanager
+def dockerd_running(session: Session):
+    """A private dockerd (socket, data and exec roots, cgroup parent under the temp dir; no bridge,
+    no iptables) with minidocker-runc, behind RUNC_LOGGED, registered as `minidocker`; busybox
+    loaded from minidocker's own image; the steps' docker CLI pointed at it. All gone afterwards."""
+    sys.path.insert(0, str(REPO / "chapters" / "09"))
+    try:
+        import dockerd
+    finally:
+        sys.path.remove(str(REPO / "chapters" / "09"))
+    work = Path(session.tmp, "dockerd")
+    work.mkdir()
+    wrapper = work / "minidocker-logged"
+    wrapper.write_text(RUNC_LOGGED.format(log=work / "calls.log", runtime=RUNC_FACE))
+    wrapper.chmod(0o755)
+    # As the chapter's fixture runs it (harness.cli_env): the shim's runtime calls from cached bytecode.
+    env = {k: v for k, v in (session.env | session.extra_env).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "md-pycache")
+    engine = dockerd.Dockerd(str(work), runtimes={"minidocker": str(wrapper)}, env=env,
+                             cgroup_parent=f"/{session.parent}/md-dockerd")
+    try:
+        engine.load_busybox()
+        session.extra_env |= {"DOCKER_HOST": engine.host, "DOCKER_CONFIG": str(work / "docker-config")}
+        yield
+    finally:
+        engine.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 TRACE_HOST = r'/sys/fs/cgroup|mount\([^,]*, "/(proc|sys)/'  # cgroup files and mounts, masked paths
 
 TRANSCRIPTS = [
@@ -571,6 +613,36 @@ TRANSCRIPTS = [
         ], around=attacks_built, host_specific=ATTACKS_HOST, volatile=r'"detail": "/md-attacks:([^"]*)"',
             setup=[BUSYBOX]),
     ]],
+    # 09 runtime: the runc face by hand, on the bundle of chapter 01's `runtime` transcript...
+    Transcript("runc-version", [
+        md("--version", exe=(RUNC_FACE,), prog=".venv/bin/minidocker-runc"),
+        md("features", exe=(RUNC_FACE,), prog=".venv/bin/minidocker-runc", keep="ociVersion"),
+    ], volatile=r"^python: (\S+)"),
+    Transcript("runc-face", [
+        md(*RUNC_ROOT, "--log", "{tmp}/log.json", "--log-format", "json", "create", "--bundle", "{tmp}/bundle",
+           "--pid-file", "{tmp}/init.pid", "demo", exe=(RUNC_FACE,), prog=RUNC_PROG),
+        md("{tmp}/init.pid", exe=("cat",), prog="cat"),
+        md(*RUNC_ROOT, "state", "demo", exe=(RUNC_FACE,), prog=RUNC_PROG, keep="status"),
+        md(*RUNC_ROOT, "start", "demo", exe=(RUNC_FACE,), prog=RUNC_PROG),
+        md(*RUNC_ROOT, "kill", "demo", "9", exe=(RUNC_FACE,), prog=RUNC_PROG),
+        md(*RUNC_ROOT, "state", "demo", exe=(RUNC_FACE,), prog=RUNC_PROG, keep="status", until='"stopped"'),
+        md(*RUNC_ROOT, "delete", "demo", exe=(RUNC_FACE,), prog=RUNC_PROG),
+        md(*RUNC_ROOT, "--log", "{tmp}/log.json", "--log-format", "json", "delete", "demo", exe=(RUNC_FACE,),
+           prog=RUNC_PROG, note="again: exit status 1"),
+        md("{tmp}/log.json", exe=("cat",), prog="cat"),
+    ], volatile=r"^(\d+)$", cleanup=[["runtime", "--root", "{tmp}/runc", "delete", "--force", "demo"]]),
+    # ... and under a real dockerd: what its shim runs for one `docker run`, and an error on its way back.
+    Transcript("docker-trace", [
+        md("{tmp}/dockerd/minidocker-logged", exe=("cat",), prog="cat"),
+        md("info", "-f", "{{{{json .Runtimes}}}}", **DOCKER),
+        md("run", "--rm", "--runtime", "minidocker", "busybox", "echo", "hi", **DOCKER),
+        md("{tmp}/dockerd/calls.log", exe=("cat",), prog="cat", until="delete --force"),
+    ], around=dockerd_running, volatile=r"/tmp/runc-process(\d+)"),
+    Transcript("docker-errors", [
+        md("run", "--rm", "--runtime", "minidocker", "busybox", "md-no-such-command", **DOCKER,
+           note="exit status 127"),
+        md("run", "--rm", "--runtime", "runc", "busybox", "md-no-such-command", **DOCKER, note="runc's words"),
+    ], around=dockerd_running),
 ]
 BY_NAME = {t.name: t for t in TRANSCRIPTS}
 GRADE = "lab-grade"  # recorded by record_grade(), checked by replaying lab-grade.json
