@@ -120,19 +120,24 @@ def md():
     return harness.run_cli
 
 
-@pytest.fixture(autouse=True)
-def no_bridge_before_chapter_04_no_locks_before_08(request, monkeypatch):
+@pytest.fixture(scope="module", autouse=True)
+def no_bridge_before_chapter_04_no_locks_before_08(request):
     """A chapter's suite uses only what it and the chapters before it build. The default bridge is
     chapter 04's, so the suites before it (and the project's own tests) run the engine as
-    `dockerd --bridge=none` does: a container that names no network gets `none`."""
+    `dockerd --bridge=none` does: a container that names no network gets `none`.
+
+    Module-scoped (autouse runs first in its scope), so that a module's own fixtures that run
+    containers (an image made with run + commit) get the same engine as its tests."""
     parts = request.path.parts
     chapter = parts[parts.index("chapters") + 1] if "chapters" in parts[:-1] else None
-    if chapter is None or chapter < "04":
-        monkeypatch.setenv("MINIDOCKER_BRIDGE", "none")
-    if chapter is not None and chapter < "08":
-        # Chapter 08's locks (minidocker/security/) likewise: before it, containers keep root's
-        # powers, as they did when those chapters were written (chapter 07's daemon: its conftest).
-        monkeypatch.setenv("MINIDOCKER_HARDENING", "off")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        if chapter is None or chapter < "04":
+            monkeypatch.setenv("MINIDOCKER_BRIDGE", "none")
+        if chapter is not None and chapter < "08":
+            # Chapter 08's locks (minidocker/security/) likewise: before it, containers keep root's
+            # powers, as they did when those chapters were written (chapter 07's daemon: its conftest).
+            monkeypatch.setenv("MINIDOCKER_HARDENING", "off")
+        yield
 
 
 @pytest.fixture(autouse=True)
