@@ -80,9 +80,9 @@ class Daemon:
     def connection(self, timeout: float = 30) -> UnixHTTPConnection:
         return UnixHTTPConnection(self.sock, timeout)
 
-    def api(self, method: str, path: str, body=None, headers=None):
+    def api(self, method: str, path: str, body=None, headers=None, timeout: float = 30):
         """One request -> (status, headers, body as JSON when it is JSON, else bytes)."""
-        conn = self.connection()
+        conn = self.connection(timeout)
         try:
             data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
             conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})

@@ -17,22 +17,25 @@ import time
 import harness
 
 DOCS = "docs/07-daemon.md#under-load"
+SLOW_MACHINE = 600  # seconds: only a hung daemon takes this long
 
 
 def run_rm(daemon, results: list) -> None:
     """`docker run --rm --network none busybox true`: create, wait (answered before start), start."""
     body = {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"AutoRemove": True, "NetworkMode": "none"}}
-    status, _, created = daemon.api("POST", "/v1.43/containers/create", body)
+    status, _, created = daemon.api("POST", "/v1.43/containers/create", body, timeout=SLOW_MACHINE)
     if status != 201:
         results.append(("create", status, created))
         return
     cid = created["Id"]
-    waiter = daemon.connection()
+    # A wait lasts as long as the machine needs for all the clients' containers (minutes on an
+    # emulated lab VM): a deadline here would test the machine's speed, not the daemon.
+    waiter = daemon.connection(timeout=SLOW_MACHINE)
     waiter.request("POST", f"/v1.43/containers/{cid}/wait?condition=removed")
     # The docker CLI starts only once the wait's headers are back: a request merely sent may be
     # read after the container has run and gone, and a wait for a removed container is a 404.
     waiting = waiter.getresponse()
-    status, _, answer = daemon.api("POST", f"/v1.43/containers/{cid}/start")
+    status, _, answer = daemon.api("POST", f"/v1.43/containers/{cid}/start", timeout=SLOW_MACHINE)
     exit_answer = json.loads(waiting.read())
     waiter.close()
     if "StatusCode" not in exit_answer:
@@ -51,7 +54,7 @@ def many_clients_at_once(daemon, clients: int) -> None:
 
     def lister():
         while not stop.is_set():
-            status, _, rows = daemon.api("GET", "/v1.43/containers/json?all=1")
+            status, _, rows = daemon.api("GET", "/v1.43/containers/json?all=1", timeout=SLOW_MACHINE)
             listings.append((status, rows))
 
     threads = [threading.Thread(target=run_rm, args=(daemon, results)) for _ in range(clients)]
@@ -59,7 +62,7 @@ def many_clients_at_once(daemon, clients: int) -> None:
     for t in listers + threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(SLOW_MACHINE)
     stop.set()
     for t in listers:
         t.join(10)
