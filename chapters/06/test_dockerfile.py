@@ -64,9 +64,9 @@ def test_shell_form_round_trip(parts, escape, comments, lead):
 @given(keyword=st.sampled_from(["RUN", "CMD", "ENTRYPOINT", "SHELL"]),
        argv=st.lists(json_string, min_size=1, max_size=4), split=st.booleans())
 def test_exec_form_round_trip(keyword, argv, split):
-    body = json.dumps(argv)
-    if split and ", " in body:  # a JSON array may be broken over lines too
-        body = body.replace(", ", ", \\\n  ", 1)
+    # A JSON array may be broken over lines too, between its elements (a break inside a string
+    # would keep the next line's indentation in it: Docker keeps a continued line's spaces).
+    body = "[" + (", \\\n  " if split else ", ").join(json.dumps(a) for a in argv) + "]"
     inst = parse(f"FROM scratch\n{keyword} {body}\n").instructions[1]
     assert (inst.json, inst.args) == (True, argv), f"{keyword} {body}: the exec form's JSON array; see {DOCS}#the-parser"
 
