@@ -33,19 +33,10 @@ import subprocess
 import sys
 import time
 
+import harness
+
 DOCKERD = "/usr/sbin/dockerd"
 HOST_DIRS = ("/run/containerd/s", "/run/containerd", "/run/docker/plugins", "/run/docker")
-
-
-def cgroup_roots() -> list[str]:
-    """Every mounted cgroup hierarchy (v1: one per controller; v2: the unified one)."""
-    roots = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            before, _, after = line.partition(" - ")
-            if after.split(" ")[0] in ("cgroup", "cgroup2"):
-                roots.append(before.split(" ")[4])
-    return roots
 
 
 def storage_driver(directory: str) -> str:
@@ -108,7 +99,7 @@ class Dockerd:
         self.storage_driver = storage_driver(self.data_root)
         # The parent, and each of its ancestors that is not there yet: ours to remove at the end.
         self.cgroups_made = []
-        for hierarchy in cgroup_roots():
+        for hierarchy in harness.cgroup_roots():
             path = os.path.join(hierarchy, cgroup_parent.lstrip("/"))
             while not os.path.isdir(path):
                 self.cgroups_made.append(path)
@@ -239,7 +230,7 @@ class Dockerd:
         """The containers' cgroups a crash left under our parent, then the parent itself and the
         ancestors we made for it."""
         below = []
-        for hierarchy in cgroup_roots():
+        for hierarchy in harness.cgroup_roots():
             top = os.path.join(hierarchy, self.cgroup_parent.lstrip("/"))
             below += [dirpath for dirpath, _, _ in os.walk(top) if dirpath != top]
         for dirpath in sorted(below + self.cgroups_made, key=len, reverse=True):
