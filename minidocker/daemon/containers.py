@@ -368,11 +368,14 @@ def logs(req, id):
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise ApiError(400, f"invalid value for tail: {tail}")
     tail = "all" if tail.startswith("-") else tail
+    # Opened now, before the answer: the stream below is produced after the headers, and by then a
+    # client may have removed the container (docker-py's containers.run: logs, wait, remove, read).
+    c, log = logfile.open_log(c.id)
 
     def produce(write):
         out = streams.FramedWriter(write if want["stdout"] else (lambda d: None), streams.STDOUT, raw=tty)
         err = streams.FramedWriter(write if want["stderr"] else (lambda d: None), streams.STDERR, raw=tty)
-        logfile.logs(c.id, out, err, follow=follow, tail=tail, timestamps=timestamps)
+        logfile.write_logs(c, log, out, err, follow=follow, tail=tail, timestamps=timestamps)
 
     return StreamResponse(200, streams.pump(produce), streams.RAW if tty else streams.MULTIPLEXED)
 
