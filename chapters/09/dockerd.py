@@ -19,7 +19,9 @@ Everything dockerd would put on the host goes under `workdir` instead (docs/09-r
   and removes: dockerd uses a bridge it is given as it finds it, and makes docker0 only when none is;
 - `--cgroup-parent`: with the cgroupfs driver every container's cgroup is PARENT/ID in every
   hierarchy; the parent is made here before the first container (or the runtime makes it, and
-  leaves it) and removed at the end.
+  leaves it) and removed at the end. The cgroupfs driver is asked for (`native.cgroupdriver`):
+  on a booted systemd host with cgroup v2 (the lab VM) dockerd would pick systemd's, which wants a
+  parent named like "x.slice", and minidocker-runc, like many runtimes, has no systemd driver;
 
 Two places outside `workdir` cannot be moved: containerd's shims put their sockets in
 /run/containerd/s, and dockerd makes /run/docker/plugins for plugin discovery. Whichever of them
@@ -115,6 +117,7 @@ class Dockerd:
             [DOCKERD, "-H", self.host, "--config-file", config, "--data-root", self.data_root,
              "--exec-root", self.exec_root, "--pidfile", os.path.join(workdir, "dockerd.pid"),
              "--storage-driver", self.storage_driver, "--cgroup-parent", cgroup_parent,
+             "--exec-opt", "native.cgroupdriver=cgroupfs",
              "--iptables=false", "--ip6tables=false", "--ip-forward=false",
              "--bridge", bridge.name if bridge else "none"],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
