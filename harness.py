@@ -164,6 +164,19 @@ def cgroup_roots() -> list[str]:
     return roots
 
 
+def remove_cgroup(path: str) -> None:
+    """rmdir a cgroup (children first is the caller's job), retrying a moment: a killed process
+    leaves its cgroup a little after it dies."""
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
 def _mounts(root: str) -> set[str]:
     with open("/proc/self/mountinfo") as f:
         points = {line.split()[4] for line in f}
@@ -379,11 +392,4 @@ def clean(leaks: dict[str, set]) -> None:
         if words[2].startswith(":"):
             subprocess.run(["iptables", *words[:2], "-X", words[2][1:]], capture_output=True)
     for cg in sorted(leaks.get("cgroups", ()), key=len, reverse=True):
-        for _ in range(50):  # a killed process leaves its cgroup a moment later
-            try:
-                os.rmdir(cg)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+        remove_cgroup(cg)

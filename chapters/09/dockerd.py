@@ -237,11 +237,4 @@ class Dockerd:
             top = os.path.join(hierarchy, self.cgroup_parent.lstrip("/"))
             below += [dirpath for dirpath, _, _ in os.walk(top) if dirpath != top]
         for dirpath in sorted(below + self.cgroups_made, key=len, reverse=True):
-            for _ in range(50):  # a killed process leaves its cgroup a moment later
-                try:
-                    os.rmdir(dirpath)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            harness.remove_cgroup(dirpath)
