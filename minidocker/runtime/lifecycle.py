@@ -91,8 +91,8 @@ def create(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, roo
             store.write_text(pid_file, str(pid))  # runc's --pid-file: the pid alone, no newline
     except BaseException as e:
         _undo(pid, cgroup, state_dir)
-        if isinstance(e, MinidockerError):
-            raise MinidockerError(e.what, e.hint, exit_code=125) from None
+        if isinstance(e, MinidockerError):  # 125, or the command's own 126/127 (looked up at create)
+            raise MinidockerError(e.what, e.hint, exit_code=e.exit_code if e.exit_code in (126, 127) else 125) from None
         if isinstance(e, OSError):
             raise MinidockerError(f"cannot create container {container_id}: {e}") from None
         raise
