@@ -33,7 +33,7 @@ def export(ref: str) -> Iterator[bytes]:
         code = 1
         try:
             os.close(read_end)
-            _write_tar(layers, write_end)
+            _write_tar(layers, write_end, c.spec)
             code = 0
         finally:
             os._exit(code)
@@ -49,12 +49,19 @@ def export(ref: str) -> Iterator[bytes]:
 
 
 # --8<-- [start:export]
-def _write_tar(layers: list[str], fd: int) -> None:
+def _write_tar(layers: list[str], fd: int, spec: dict) -> None:
     linux.unshare(linux.CLONE_NEWNS)
     # Private first, or the mount below would propagate to the host's namespace.
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     from minidocker.unionfs import overlay
 
+    # Numbers only, as Docker writes them: the host's user names mean nothing in the image. A
+    # remapped container's owners as it sees them: on disk 100000, in the tar 0.
+    header = _numeric
+    if spec.get("linux", {}).get("uidMappings"):
+        from minidocker.security import userns
+
+        header = lambda info: userns.header_to_container(_numeric(info), spec)  # noqa: E731
     root = tempfile.mkdtemp(prefix="md-export-")  # the mount point is on the host's disk: removed below
     try:
         # No upperdir: read-only, the layers untouched. For a running container the kernel logs
@@ -64,8 +71,7 @@ def _write_tar(layers: list[str], fd: int) -> None:
         try:
             with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for path, arcname in _walk(root):
-                    # Numbers only, as Docker writes them: the host's user names mean nothing in the image.
-                    tar.add(path, arcname=arcname, recursive=False, filter=_numeric)
+                    tar.add(path, arcname=arcname, recursive=False, filter=header)
         finally:
             overlay.unmount(root)
     finally:

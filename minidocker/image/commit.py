@@ -25,6 +25,7 @@ import json
 import os
 import posixpath
 import shlex
+import tarfile
 
 from minidocker import store
 from minidocker.errors import MinidockerError
@@ -172,13 +173,92 @@ def write_layer(layout: Layout, upperdir: str) -> tuple[dict, str]:
     the tar is never whole in memory or on disk, only the compressed blob is written."""
     from minidocker.unionfs import changeset
 
+    spec = _container_spec(upperdir)
     with layout.ingest() as blob:
         # mtime=0: the gzip header holds no clock, so the same changes give the same blob.
         # Level 6, Go's (and so Docker's) default: 9 costs twice the time for ~1% of size.
         with gzip.GzipFile(fileobj=blob, mode="wb", compresslevel=6, mtime=0) as gz:
             tee = _Tee(gz)
-            changeset.create(upperdir, tee)
+            if spec.get("linux", {}).get("uidMappings"):
+                _in_container_ids(lambda out: changeset.create(upperdir, out), tee, spec)
+            else:
+                changeset.create(upperdir, tee)
     return {"mediaType": media.OCI_LAYER_GZIP, "digest": blob.digest, "size": blob.size}, "sha256:" + tee.hash.hexdigest()
+
+
+def _container_spec(upperdir: str) -> dict:
+    """The OCI config of the container whose writable layer `upperdir` is ({} for a builder's
+    staging directory). Read here, not passed in: the builder's RUN steps commit through
+    child_config too, with only the upper directory in hand."""
+    from minidocker import store
+
+    container_dir = os.path.dirname(os.path.abspath(upperdir))
+    if os.path.dirname(container_dir) != store.directory("containers"):
+        return {}
+    try:
+        return store.read_json(os.path.join(container_dir, "config.json"))
+    except FileNotFoundError:
+        return {}
+
+
+# --8<-- [start:in-container-ids]
+def _in_container_ids(write_tar, out, spec: dict) -> None:
+    """A remapped container's files are on disk as the host sees them (root: 100000). Docker
+    commits them as the container sees them (0), so that the image is like any other, whatever
+    engine runs it next. write_tar(file) writes the changeset's tar in a thread, into a pipe; each
+    member is copied on to `out` with its header's ids shifted back (userns.to_container)."""
+    import threading
+
+    from minidocker.security import userns
+
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    failed: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with open(write_end, "wb") as pipe:
+                write_tar(_Counted(pipe))
+        except BaseException as e:  # BrokenPipeError too, when the reader below gave up first
+            failed.append(e)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with open(read_end, "rb") as pipe, tarfile.open(fileobj=pipe, mode="r|") as tar, \
+                tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as shifted:
+            for info in tar:
+                if not _kernel_whiteout(info.name):
+                    userns.header_to_container(info, spec)
+                shifted.addfile(info, tar.extractfile(info) if info.isreg() else None)
+    finally:
+        thread.join()  # the pipe's read end is closed by now: a writer still writing gets EPIPE
+    if failed:
+        raise failed[0]
+# --8<-- [end:in-container-ids]
+
+
+def _kernel_whiteout(name: str) -> bool:
+    """A deletion's marker, .wh.NAME: overlayfs made its whiteout as the host's root (the overlay's
+    mounter), so its ids are the host's already, as in any commit; Docker leaves them too. (The
+    opaque marker is not one: changeset writes it with its directory's owner.)"""
+    from minidocker.unionfs.changeset import OPAQUE, WHITEOUT
+
+    base = posixpath.basename(name)
+    return base.startswith(WHITEOUT) and base != OPAQUE
+
+
+class _Counted:
+    """A pipe with a tell(), which tarfile asks of what it writes to (a pipe cannot seek)."""
+
+    def __init__(self, pipe):
+        self.pipe, self.offset = pipe, 0
+
+    def write(self, data: bytes) -> int:
+        self.offset += len(data)
+        return self.pipe.write(data)
+
+    def tell(self) -> int:
+        return self.offset
 
 
 # ---------------------------------------------------------------------------------------------

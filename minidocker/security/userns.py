@@ -117,6 +117,48 @@ def to_host(ident: int, maps: list[dict]) -> int:
     raise MinidockerError(f"Container ID {ident} cannot be mapped to a host ID", "the range in /etc/subuid is too small")
 
 
+NOBODY = 65534  # the kernel's overflowuid: what a process inside sees for an id the map lacks
+
+
+# --8<-- [start:to-container]
+def to_container(ident: int, maps: list[dict]) -> int:
+    """A host's uid (or gid) as the container sees it: to_host's inverse. What leaves a remapped
+    container (commit's layer, export's tar, cp's files) is written with these ids, so that an
+    image committed there has root's files like any other image."""
+    for m in maps:
+        if m["hostID"] <= ident < m["hostID"] + m["size"]:
+            return m["containerID"] + ident - m["hostID"]
+    # Not in the map (a --rootfs DIR:O's files, still the host root's): inside, `stat` shows
+    # nobody; the tar says what the container saw.
+    return NOBODY
+# --8<-- [end:to-container]
+
+
+def header_to_container(info, spec: dict):
+    """A tar header (tarfile.TarInfo) of a remapped container's file, as the host sees it -> the
+    ids the container sees; `spec` is the container's OCI config. The host's names for those
+    ids would mean nothing in an image: numbers only. A container with no maps: left as it is."""
+    maps = spec.get("linux", {})
+    if maps.get("uidMappings"):
+        info.uid = to_container(info.uid, maps["uidMappings"])
+        info.gid = to_container(info.gid, maps["gidMappings"])
+        info.uname = info.gname = ""
+        for key in ("uid", "gid", "uname", "gname"):  # a PAX record of the old ids would win over ours
+            info.pax_headers.pop(key, None)
+    return info
+
+
+def header_to_host(info, spec: dict):
+    """The other way, for a tar going *into* a remapped container: the header's ids are the
+    container's (root's file: 0), the file on disk gets the host's (100000)."""
+    maps = spec.get("linux", {})
+    if maps.get("uidMappings"):
+        info.uid = to_host(info.uid, maps["uidMappings"])
+        info.gid = to_host(info.gid, maps["gidMappings"])
+        info.uname = info.gname = ""
+    return info
+
+
 # ---------------------------------------------------------------------------------------------
 # The remapping's user and its subordinate ranges (/etc/subuid, /etc/subgid)
 
