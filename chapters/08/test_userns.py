@@ -5,11 +5,16 @@ outside: what it makes belongs to that range, and the host's root-only files sta
 (docs/08-hardening.md#user-namespaces)
 """
 
+import http.client
+import io
 import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 
@@ -187,3 +192,168 @@ def test_a_new_range_overlaps_nobody(taken):
     for begin, size in taken:
         assert start + userns.RANGE_SIZE <= begin or begin + size <= start, \
             f"the new range {start}+{userns.RANGE_SIZE} overlaps {begin}+{size}: see {DOCS}"
+
+
+# ---------------------------------------------------------------------------------------------
+# What leaves a remapped container: commit, build, export and cp shift the ids back to the
+# container's view (host 100000 -> 0), as Docker does; rmi takes the layers' remapped copies.
+
+CONTAINER = "md-userns-files"
+MADE = "echo made > /made; mkdir /dir; echo f > /dir/f; chown 1:2 /dir/f"
+
+
+@pytest.fixture(scope="module")
+def remapped(remap):
+    """A running remapped container that made /made (its root's) and /dir/f (1:2, inside)."""
+    harness.run_cli("rm", "-f", CONTAINER)
+    out = harness.run_cli("run", "-d", "--name", CONTAINER, "--network", "none", "busybox", "sleep", "60", env=remap)
+    assert out.returncode == 0, harness.explain(out)
+    try:
+        out = harness.run_cli("exec", CONTAINER, "sh", "-c", MADE, env=remap)
+        assert out.returncode == 0, harness.explain(out)
+        yield CONTAINER
+    finally:
+        harness.run_cli("rm", "-f", CONTAINER)
+
+
+def _owners_without_remap(md, image: str) -> list[str]:
+    out = md(*RUN, image, "stat", "-c", "%u:%g", "/made", "/dir/f", env={userns.ENV: ""})
+    assert out.returncode == 0, harness.explain(out)
+    return out.stdout.split()
+
+
+def test_commit_and_build_shift_owners_back(md, remap, remapped, tmp_path):
+    image = "md-userns-committed"
+    try:
+        out = md("commit", remapped, image, env=remap)
+        assert out.returncode == 0, harness.explain(out)
+        owners = _owners_without_remap(md, image)
+        assert owners == ["0:0", "1:2"], \
+            f"an image committed from a remapped container should hold the container's ids (root's 0:0, and 1:2), " \
+            f"not the host's 100000...: got {owners}: see {DOCS}"
+        (tmp_path / "Dockerfile").write_text(f"FROM busybox\nRUN {MADE}\n")
+        out = md("build", "-q", "-t", f"{image}-built", str(tmp_path), env=remap)
+        assert out.returncode == 0, harness.explain(out)
+        owners = _owners_without_remap(md, f"{image}-built")
+        assert owners == ["0:0", "1:2"], \
+            f"a RUN step built by a remapping engine should commit the container's ids, got {owners}: " \
+            f"see {DOCS}"
+    finally:
+        md("rmi", "-f", image, f"{image}-built")
+
+
+def test_export_says_container_ids(md, remap, remapped):
+    out = md("export", remapped, env=remap, binary=True)
+    assert out.returncode == 0, harness.explain(out)
+    with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
+        owners = {name: f"{tar.getmember(name).uid}:{tar.getmember(name).gid}" for name in ("made", "dir/f", "bin/busybox")}
+    assert owners == {"made": "0:0", "dir/f": "1:2", "bin/busybox": "0:0"}, \
+        f"export of a remapped container should write the container's ids in the tar, got {owners}: " \
+        f"see {DOCS}"
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=30)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.unix_path)
+
+
+@pytest.fixture
+def remapping_daemon(remap, tmp_path):
+    """`minidocker daemon --userns-remap=default` on the session's store: `docker cp` is its API."""
+    sock = str(tmp_path / "d.sock")
+    log = open(tmp_path / "daemon.log", "wb")
+    daemon = subprocess.Popen([sys.executable, "-m", "minidocker", "daemon", "-H", f"unix://{sock}",
+                               "--userns-remap=default"], env=harness.cli_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        harness.wait_until(lambda: os.path.exists(sock) or daemon.poll() is not None, "the daemon's socket", timeout=15)
+        assert daemon.poll() is None, f"the daemon did not start: {(tmp_path / 'daemon.log').read_text()}"
+        yield sock
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+        log.close()
+
+
+def _api(sock: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    connection = _UnixHTTP(sock)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/x-tar"} if body else {})
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def test_cp_out_and_in(md, remap, remapped, remapping_daemon):
+    status, body = _api(remapping_daemon, "GET", f"/containers/{remapped}/archive?path=/dir")
+    assert status == 200, body
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        owners = {m.name: f"{m.uid}:{m.gid}" for m in tar}
+    assert owners == {"dir": "0:0", "dir/f": "1:2"}, \
+        f"docker cp out of a remapped container should give the container's ids, got {owners}: " \
+        f"see {DOCS}"
+    sent = io.BytesIO()
+    with tarfile.open(fileobj=sent, mode="w") as tar:
+        info = tarfile.TarInfo("copied-in")  # root's file, as `docker cp` of a root-owned file sends it
+        info.uname = info.gname = "root"
+        tar.addfile(info, io.BytesIO(b""))
+    status, body = _api(remapping_daemon, "PUT", f"/containers/{remapped}/archive?path=/tmp", sent.getvalue())
+    assert status == 200, body
+    out = md("exec", remapped, "stat", "-c", "%u:%g", "/tmp/copied-in", env=remap)
+    assert out.stdout.split() == ["0:0"], \
+        f"docker cp into a remapped container should give the file to the container's root, got {out.stdout!r}: " \
+        f"see {DOCS}"
+
+
+def test_rmi_takes_the_remapped_copies(md, remap):
+    image, root = "md-userns-rmi", os.environ["MINIDOCKER_ROOT"]
+    remapped_layers = os.path.join(root, "%d.%d" % _host_root(), "layers")
+    try:
+        out = md("run", "--name", image, "--network", "none", "busybox", "sh", "-c", f"echo {time.time()} > /new",
+                 env=remap)  # a layer no other image has
+        assert out.returncode == 0, harness.explain(out)
+        out = md("commit", image, image, env=remap)
+        assert out.returncode == 0, harness.explain(out)
+    finally:
+        md("rm", "-f", image)
+    before = set(os.listdir(remapped_layers))
+    try:
+        out = md(*RUN, image, "true", env=remap)  # the remapped copy of its new layer is made
+        assert out.returncode == 0, harness.explain(out)
+        made = set(os.listdir(remapped_layers)) - before
+    finally:
+        out = md("rmi", image)
+    assert out.returncode == 0, harness.explain(out)
+    assert len(made) == 1 and not made & set(os.listdir(os.path.join(root, "layers"))), \
+        f"the run should have copied one layer, {made}, which rmi deletes"
+    left = made & set(os.listdir(remapped_layers))
+    assert not left, f"rmi left the remapped copy of a layer it deleted: {sorted(left)}: see {DOCS}"
+
+
+def _disjoint(pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(gap, size) pairs -> host ranges that do not overlap, as the kernel requires of a map."""
+    found, end = [], 0
+    for gap, size in pieces:
+        found.append((end + gap, size))
+        end += gap + size
+    return found
+
+
+host_ranges = st.lists(st.tuples(st.integers(0, 2**28), st.integers(1, 70000)), min_size=1, max_size=4).map(_disjoint)
+
+
+@given(host_ranges.flatmap(st.permutations).map(userns.mappings), st.data())
+def test_to_container_undoes_to_host(found, data):
+    total = sum(m["size"] for m in found)
+    inside = data.draw(st.integers(0, total - 1))
+    assert userns.to_container(userns.to_host(inside, found), found) == inside, \
+        f"to_container should undo to_host for {inside} under {found}: see {DOCS}"
+    outside = data.draw(st.integers(0, 2**32 - 2))
+    if not any(m["hostID"] <= outside < m["hostID"] + m["size"] for m in found):
+        assert userns.to_container(outside, found) == 65534, \
+            f"a host id outside the maps ({outside}) should be nobody (65534) inside: see {DOCS}"

@@ -8,6 +8,9 @@ The container's files are reached through /proc/PID/root, its root as the kernel
 comes from the client and may cross the container's symlinks: each one is resolved with
 openat2(RESOLVE_IN_ROOT), as if the container's root were "/", and must name the same file the
 plain path names; a link that leads out of the container is refused (docs/07-daemon.md#archive).
+
+The owners in the tar are the container's, as Docker writes them: a remapped container's files
+are 100000's on the host and 0's in the tar, both ways (docs/08-hardening.md#user-namespaces).
 """
 
 import base64
@@ -24,11 +27,19 @@ from minidocker.daemon.router import route
 from minidocker.errors import MinidockerError
 
 
-def _root(id: str) -> str:
+def _running(id: str):
     c = lifecycle.find(id)
     if not c.state["Running"]:
         raise MinidockerError(f"container {c.name} is not running", "docker cp works on a running container here")
-    return f"/proc/{c.state['Pid']}/root"
+    return c
+
+
+def _root(id: str) -> str:
+    return f"/proc/{_running(id).state['Pid']}/root"
+
+
+def _remapped(c) -> bool:
+    return bool(c.spec.get("linux", {}).get("uidMappings"))
 
 
 def _inside(root: str, path: str) -> str:
@@ -72,16 +83,24 @@ def archive_head(req, id):
 @route("GET", "/containers/{id}/archive")
 def archive_get(req, id):
     path = req.arg("path") or ""
-    host = _inside(_root(id), path)
+    c = _running(id)
+    host = _inside(f"/proc/{c.state['Pid']}/root", path)
+    header = None
+    if _remapped(c):
+        from minidocker.security import userns
+
+        header = lambda info: userns.header_to_container(info, c.spec)  # noqa: E731 (on disk 100000, in the tar 0)
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
-        tar.add(host, arcname=os.path.basename(path.rstrip("/")) or ".")  # symlinks stored as links, never followed
+        # symlinks stored as links, never followed
+        tar.add(host, arcname=os.path.basename(path.rstrip("/")) or ".", filter=header)
     return Response(200, out.getvalue(), {"Content-Type": "application/x-tar", **_stat_header(path, host)})
 
 
 @route("PUT", "/containers/{id}/archive")
 def archive_put(req, id):
-    root = _root(id)
+    c = _running(id)
+    root = f"/proc/{c.state['Pid']}/root"
     path = req.arg("path") or ""
     target = _inside(root, path)
     if not os.path.isdir(target):
@@ -98,5 +117,9 @@ def archive_put(req, id):
             _inside(root, parent)
             if member.name.startswith("/") or ".." in member.name.split("/") or member.isdev() or member.islnk():
                 raise ApiError(400, f"refused archive member: {member.name}")  # no way out, no device files
-            tar.extract(member, target)
+            if _remapped(c):
+                from minidocker.security import userns
+
+                userns.header_to_host(member, c.spec)  # root's file (0 in the tar) is 100000's on disk
+            tar.extract(member, target, numeric_owner=True)  # the header's ids, as Docker: never a host name's
     return Response(200)

@@ -14,6 +14,8 @@ container uses (it would leave a <none> image that nobody can name), unless forc
 deletes an image a running container uses. See docs/03-images.md#rmi.
 """
 
+import os
+
 from minidocker.errors import MinidockerError
 from minidocker.image import reference
 from minidocker.image.inspect import familiar
@@ -126,4 +128,17 @@ def collect_garbage(layout: Layout) -> int:
     from minidocker.image import layers
 
     freed = layout.collect_garbage()
-    return freed + layers.collect_garbage(layout, records.layers_in_use())
+    freed += layers.collect_garbage(layout, records.layers_in_use())
+    remove_remapped_copies()
+    return freed
+
+
+def remove_remapped_copies() -> None:
+    """A user-namespace remapping's copies of the layers just freed (chapter 08), if it made any:
+    they are copies of what is gone."""
+    from minidocker import store
+
+    if any(name[:1].isdigit() for name in os.listdir(store.root())):  # a UID.GID/: imported only then
+        from minidocker.security import userns
+
+        userns.remove_copies_of_gone_layers()

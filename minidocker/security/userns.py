@@ -37,6 +37,7 @@ import fcntl
 import grp
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -275,6 +276,21 @@ def remapped_layer(path: str, linux: dict) -> str:
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def remove_copies_of_gone_layers() -> None:
+    """After the layer store's garbage collection: the remapped copies of the layers it took away
+    ($ROOT/UID.GID/layers/HEX, every remapping's), which no container can use any more (a
+    container's layers stay in the store while it exists). Docker's rmi frees the remapped store's
+    layer, since it is the only one there; here the copy must go with the layer it copies."""
+    kept = set(os.listdir(os.path.join(store.root(), "layers")))
+    for remapping in os.listdir(store.root()):
+        copies = os.path.join(store.root(), remapping, "layers")
+        if not re.fullmatch(r"\d+\.\d+", remapping) or not os.path.isdir(copies):
+            continue
+        for name in os.listdir(copies):
+            if name.partition(".")[0] not in kept:  # HEX, or HEX.tmp-PID: a copy being made
+                shutil.rmtree(os.path.join(copies, name), ignore_errors=True)
 
 
 def shift_owner(path: str, st: os.stat_result, uid_of, gid_of) -> None:
