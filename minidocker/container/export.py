@@ -9,6 +9,7 @@ nothing is left to unmount if the export is killed half-way: the namespace dies 
 See docs/07-daemon.md#export.
 """
 
+import functools
 import os
 import tarfile
 import tempfile
@@ -61,7 +62,7 @@ def _write_tar(layers: list[str], fd: int, spec: dict) -> None:
     if spec.get("linux", {}).get("uidMappings"):
         from minidocker.security import userns
 
-        header = lambda info: userns.header_to_container(_numeric(info), spec)  # noqa: E731
+        header = functools.partial(userns.header_to_container, spec=spec)  # numbers only too
     root = tempfile.mkdtemp(prefix="md-export-")  # the mount point is on the host's disk: removed below
     try:
         # No upperdir: read-only, the layers untouched. For a running container the kernel logs

@@ -190,8 +190,6 @@ def _container_spec(upperdir: str) -> dict:
     """The OCI config of the container whose writable layer `upperdir` is ({} for a builder's
     staging directory). Read here, not passed in: the builder's RUN steps commit through
     child_config too, with only the upper directory in hand."""
-    from minidocker import store
-
     container_dir = os.path.dirname(os.path.abspath(upperdir))
     if os.path.dirname(container_dir) != store.directory("containers"):
         return {}
@@ -224,16 +222,19 @@ def _in_container_ids(write_tar, out, spec: dict) -> None:
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        with open(read_end, "rb") as pipe, tarfile.open(fileobj=pipe, mode="r|") as tar, \
-                tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as shifted:
-            for info in tar:
-                if not _kernel_whiteout(info.name):
-                    userns.header_to_container(info, spec)
-                shifted.addfile(info, tar.extractfile(info) if info.isreg() else None)
+        with open(read_end, "rb") as pipe:
+            with tarfile.open(fileobj=pipe, mode="r|") as tar, \
+                    tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as shifted:
+                for info in tar:
+                    if not _kernel_whiteout(info.name):
+                        userns.header_to_container(info, spec)
+                    shifted.addfile(info, tar.extractfile(info) if info.isreg() else None)
+            while pipe.read(1 << 16):
+                pass  # tarfile stops at the end-of-archive blocks; the padding after them is still coming
     finally:
-        thread.join()  # the pipe's read end is closed by now: a writer still writing gets EPIPE
-    if failed:
-        raise failed[0]
+        thread.join()  # the read end is closed by now: a writer still writing gets EPIPE and ends
+        if failed and not isinstance(failed[0], BrokenPipeError):
+            raise failed[0]  # the cause (the reader saw only a tar cut short)
 # --8<-- [end:in-container-ids]
 
 
