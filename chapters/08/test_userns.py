@@ -205,7 +205,6 @@ MADE = "echo made > /made; mkdir /dir; echo f > /dir/f; chown 1:2 /dir/f"
 @pytest.fixture(scope="module")
 def remapped(remap):
     """A running remapped container that made /made (its root's) and /dir/f (1:2, inside)."""
-    harness.run_cli("rm", "-f", CONTAINER)
     out = harness.run_cli("run", "-d", "--name", CONTAINER, "--network", "none", "busybox", "sleep", "60", env=remap)
     assert out.returncode == 0, harness.explain(out)
     try:
