@@ -129,8 +129,8 @@ def to_container(ident: int, maps: list[dict]) -> int:
     for m in maps:
         if m["hostID"] <= ident < m["hostID"] + m["size"]:
             return m["containerID"] + ident - m["hostID"]
-    # Not in the map (a --rootfs DIR:O's files, still the host root's): inside, `stat` shows
-    # nobody; the tar says what the container saw.
+    # Not in the map: a host's file (in a bind-mounted directory, or a --rootfs DIR:O). Inside,
+    # `stat` shows it as nobody's, and so does the tar. (Docker's tar writer fails instead.)
     return NOBODY
 # --8<-- [end:to-container]
 
