@@ -1,8 +1,5 @@
 """The runtime's own binary, out of the container's reach (CVE-2019-5736).
 
-(A module of its own, outside runtime/: the CLI calls it first thing, before it imports the
-runtime, so that the process it replaces has done as little work as possible.)
-
 Every process that enters a container is, until its exec, a fork of the runtime: of our Python
 interpreter, the host's /usr/bin/python3.11. Two things then hand that binary to the container:
 
@@ -17,16 +14,24 @@ runtime's process is gone, open it again for writing, and you have written the h
 interpreter: the next `minidocker` (or anything in Python) the host runs is yours, as root.
 That is runc's CVE-2019-5736 (2019), and the class of every runtime that enters containers.
 
-The defence, runc's: the process that enters a container must run a binary that nobody can
-write. So the commands that start container processes (run, start, exec, build, the daemon...)
-first exec themselves again from a *sealed* view of the interpreter:
+The defence, runc's: the binary that such a process runs must be one that nobody can write. runc
+re-executes itself from a sealed copy before it enters a container. For us that would be a second
+interpreter start, and the CLI's imports again, for every container (~20 ms). So the last exec of
+a process that enters a container is not the command but a tiny static program, the exec stub
+(minidocker/exec_stub.c, built by scripts/setup.sh), run from a *sealed* view of its file, and it
+is the stub that execs the command. Whatever the container then reaches at /proc/self/exe is the
+sealed stub. The view is made once per process, before it forks (the host's files are still in
+sight then), and kept: the daemon starts many containers with it.
 
-1. a private overlayfs (runc 1.2's way): a mount of the interpreter's directory with no upper
-   layer, made with the new mount API and attached nowhere. Read-only for good: an overlay with
-   no upper layer has nowhere to write, whatever anyone remounts. It costs no copy: the pages
-   are the real binary's.
+1. a private overlayfs (runc 1.2's way): a mount of the stub's directory with no upper layer,
+   made with the new mount API and attached nowhere. Read-only for good: an overlay with no upper
+   layer has nowhere to write, whatever anyone remounts. It costs no copy: the pages are the
+   real file's.
 2. where that cannot be made (a kernel without fsopen or overlayfs): a copy in a memfd, sealed
    against writes (runc's first fix): a file with no path, that the kernel refuses to change.
+
+Until its exec, the forked process is still our Python: it is made non-dumpable at the fork
+(runtime/spawn.py), so that root in the container can neither ptrace it nor open its /proc/PID/exe.
 
 docs/08-hardening.md#cve-2019-5736.
 """
@@ -35,65 +40,40 @@ import os
 import sys
 
 from minidocker import linux
+from minidocker.errors import MinidockerError
 
-# The commands whose process (or a fork of it) enters containers. Others (ps, inspect, logs...)
-# never do, and keep their start-up time.
-ENTERS_CONTAINERS = {"run", "start", "restart", "exec", "build", "daemon"}
-RUNTIME_ENTERS = {"create", "run", "exec"}  # `minidocker runtime CMD`, as runc's
+STUB = os.path.join(sys.prefix, "libexec", "minidocker-exec")  # in the venv, where setup.sh builds it
 
-_MARK = "MINIDOCKER_EXESEAL"  # set for the exec below to our pid: "you are the sealed one"
-_sealed = False  # this process is the sealed one (it was told so, and the mark is gone)
+_stub = -1  # this process's sealed view of the stub, once made
 
 
-def needed(argv: list[str], words: list[str]) -> bool:
-    """Does this command line start processes in containers? `words` are its words that are
-    not flags. A client of a daemon (-H, $MINIDOCKER_HOST) starts none: the daemon does."""
-    if words[:1] == ["daemon"]:
-        return True
-    if os.environ.get("MINIDOCKER_HOST") or any(a in ("-H", "--host") or a.startswith("--host=") for a in argv):
-        return False
-    if words[:1] == ["runtime"]:
-        return any(word in RUNTIME_ENTERS for word in words[1:])
-    return bool(words) and words[0] in ENTERS_CONTAINERS
-
-
-# --8<-- [start:reexec]
-def reexec_sealed() -> None:
-    """Exec this same command again, this time from a sealed view of the interpreter. Returns
-    only in the sealed process (the pid stays the same through exec)."""
-    global _sealed
-    if _sealed or os.environ.pop(_MARK, None) == str(os.getpid()):
-        _sealed = True  # we are the new one; the mark goes, so that our children do not inherit it
-        return
-    exe = sealed_interpreter()
-    os.environ[_MARK] = str(os.getpid())
-    # argv[0] is the interpreter's path as we were started (a venv's python finds its
-    # site-packages from it); the kernel runs what /proc/self/fd/N names: the sealed file.
-    # orig_argv keeps the interpreter's options (-m minidocker, -X...) as they were given.
-    linux.execv(f"/proc/self/fd/{exe}", [sys.executable, *sys.orig_argv[1:]])
-# --8<-- [end:reexec]
-
-
-def sealed_interpreter() -> int:
-    """An fd of our interpreter that no one can write through: on a read-only overlayfs, or a
-    sealed memfd copy."""
-    try:
-        return _through_overlayfs(os.path.realpath(sys.executable))
-    except OSError:
-        return _sealed_copy(os.path.realpath(sys.executable))
+# --8<-- [start:sealed-stub]
+def sealed_stub() -> int:
+    """An fd of the exec stub that no one can write through: on a read-only overlayfs, or a
+    sealed memfd copy. Made on the first call; the same fd after."""
+    global _stub
+    if _stub == -1:
+        if not os.access(STUB, os.X_OK):
+            raise MinidockerError(f"the runtime's exec stub {STUB} is missing", "scripts/setup.sh builds it with gcc")
+        try:
+            _stub = _through_overlayfs(STUB)
+        except OSError:
+            _stub = _sealed_copy(STUB)
+    return _stub
+# --8<-- [end:sealed-stub]
 
 
 # --8<-- [start:overlayfs]
 def _through_overlayfs(binary: str) -> int:
     directory, name = os.path.split(binary)
-    # overlayfs without an upper layer needs two lower ones: the interpreter's directory on top,
+    # overlayfs without an upper layer needs two lower ones: the stub's directory on top,
     # and an empty one below. Its files are the real ones, seen through a filesystem that can
     # never be written; an open for writing answers EROFS.
     # Beside the runtime's root, not in it: every directory there is a container's state
     # (`runtime list` would show this one as a container "creating").
     runtime_root = os.environ.get("MINIDOCKER_RUNTIME_ROOT", "/run/minidocker/runtime")
     empty = os.path.join(os.path.dirname(runtime_root.rstrip("/")), "exeseal-empty")
-    # (runtime.default_root()'s value: importing the runtime here would cost the time we save)
+    # (runtime.default_root()'s value, which this module, imported by the runtime, cannot import)
     os.makedirs(empty, mode=0o700, exist_ok=True)
     context = linux.fsopen("overlay")
     try:
@@ -116,7 +96,7 @@ def _escaped(path: str) -> str:
 
 
 def _sealed_copy(binary: str) -> int:
-    copy = linux.memfd_create("minidocker-exe", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    copy = linux.memfd_create("minidocker-exec", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     with open(binary, "rb") as source:
         while os.sendfile(copy, source.fileno(), None, 1 << 22):
             pass  # 4 MiB a call, copied by the kernel; 0 at the end of the file

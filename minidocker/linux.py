@@ -522,14 +522,14 @@ def interface_up(name: str) -> None:
         os.close(sock)
 
 
-# Traced as "execve", the syscall: os.execvpe tries execve(dir/file) for each directory of PATH
-# (PATH from `env`, the new program's environment) until one works. On success this process *is*
-# the new program, and nothing here runs again: so the line is written before, ending in "...".
-@_traced(lambda file, args, env: f"{_quote(file)}, [{', '.join(map(_quote, args))}], /* {len(env)} vars */",
-         name="execve", returns=False)
-def execvpe(file, args, env: dict) -> None:
-    """Replace this process with the program `file` (searched in env's PATH), given args and env."""
-    os.execvpe(file, args, env)
+# Traced as "execveat", the syscall behind glibc's fexecve: exec the file that an open fd is, with
+# no path at all (AT_EMPTY_PATH). On success this process *is* the new program, and nothing here
+# runs again: so the line is written before, ending in "...".
+@_traced(lambda fd, args, env: f"{_fd_target(fd)}, \"\", [{', '.join(map(_quote, args))}], /* {len(env)} vars */, "
+                               "AT_EMPTY_PATH", name="execveat", returns=False)
+def fexecve(fd: int, args, env: dict) -> None:
+    """Replace this process with the program that `fd` holds open, given args and env."""
+    os.execve(fd, args, env)  # an int for the path is an open file: Python calls fexecve(3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -747,14 +747,6 @@ def fsmount(fs_fd: int, attrs: int = 0) -> int:
     """A detached mount of the context's superblock; returns its fd (the mount's root)."""
     return _check(_libc.syscall(ctypes.c_long(SYS_FSMOUNT), ctypes.c_int(fs_fd), ctypes.c_uint(FSMOUNT_CLOEXEC),
                                 ctypes.c_uint(attrs)), "fsmount", fs_fd, attrs)
-
-
-# Traced as "execve", as execvpe below: when it works, nothing here runs again.
-@_traced(lambda path, args: f"{_quote(path)}, [{', '.join(map(_quote, args))}], /* environ */",
-         name="execve", returns=False)
-def execv(path, args) -> None:
-    """Replace this process with the program at `path` (no PATH search), our environment kept."""
-    os.execv(path, args)
 
 
 MEMFD_FLAGS = {"MFD_CLOEXEC": os.MFD_CLOEXEC, "MFD_ALLOW_SEALING": os.MFD_ALLOW_SEALING}

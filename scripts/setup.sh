@@ -19,8 +19,9 @@ fi
 #                  pull and push; apache2-utils' htpasswd and openssl make its users and its
 #                  token-auth certificate.
 # skopeo, umoci, oci-image-tool: other tools that must read our image store as it is (chapter 03).
-# gcc, libc6-dev: chapter 08's attacks are a small C program, built `gcc -static` (busybox has no
-#                 C library to link against) and run inside containers.
+# gcc, libc6-dev: the runtime's exec stub (minidocker/exec_stub.c, built below) and chapter 08's
+#                 attacks are small C programs, built `gcc -static` (a container has no C library
+#                 of the host's to link against) and run inside containers.
 packages=(busybox-static iproute2 iptables runc python3-venv make git procps
           docker-registry apache2-utils openssl skopeo umoci oci-image-tool gcc libc6-dev)
 
@@ -75,6 +76,13 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
     exit 1
   fi
   touch .venv/.installed
+fi
+# The runtime's exec stub (minidocker/exec_stub.c, CVE-2019-5736): every container's command is
+# exec'd through it. Static: it runs inside containers, where the host's C library is not.
+stub=.venv/libexec/minidocker-exec
+if [ ! -x "$stub" ] || [ minidocker/exec_stub.c -nt "$stub" ]; then
+  mkdir -p .venv/libexec
+  gcc -static -Os -s -Wall -Werror -o "$stub.new" minidocker/exec_stub.c && mv "$stub.new" "$stub"
 fi
 
 # --- the daemon as a service (chapter 07), only where systemd is the running init (the lab VM) ---

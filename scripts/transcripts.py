@@ -606,9 +606,9 @@ TRANSCRIPTS = [
             volatile=r"(?:\[stage-1 |/proc/|= )(\d+)"),  # stage 1's pid, and its child's
         Transcript("exeseal-trace", [
             md("run", "--rm", "busybox", "true", prog="sudo MINIDOCKER_TRACE=1 .venv/bin/minidocker",
-               keep=r'fsopen|fsconfig|fsmount|execve\("/proc/self/fd'),
+               keep=r'fsopen|fsconfig|fsmount|execveat'),
         ], env={"MINIDOCKER_TRACE": "1"}, setup=[BUSYBOX],
-            volatile=r'(?:"lowerdir", "|execve\("/proc/self/fd/\d+", \[")([^"]*)'),  # where python and the store are
+            volatile=r'(?:"lowerdir", ")([^"]*)'),  # where the venv and the runtime's state are
         Transcript("attacks", [
             md("run", "--rm", "-v", "{attacks}:/md-attacks:ro", "busybox", "/md-attacks/attacks"),
         ], around=attacks_built, host_specific=ATTACKS_HOST, setup=[BUSYBOX]),

@@ -123,15 +123,24 @@ def test_delete_without_state_still_removes_the_cgroup(bundle):
     assert not cgroup_of(cid).exists()
 
 
-def test_exec_errors_come_from_start(bundle):
+def test_a_missing_command_fails_create_and_a_failed_exec_fails_start(bundle, tmp_path):
     from minidocker import runtime
 
     cid = new_id()
-    runtime.create(cid, bundle(["nope"]))
+    with pytest.raises(MinidockerError) as e:
+        runtime.create(cid, bundle(["nope"]))  # runc looks the command up before it waits
+    assert e.value.exit_code == 127 and 'exec: "nope": executable file not found in $PATH' in str(e.value)
+    assert not os.path.exists(os.path.join(runtime.default_root(), cid)) and not cgroup_of(cid).exists()
+    # Executable, but no program and no #! line: only the exec itself (the stub's) can tell.
+    not_a_program = tmp_path / "not-a-program"
+    not_a_program.write_text("just text\n")
+    not_a_program.chmod(0o755)
+    runtime.create(cid, bundle(["/md-x"], mounts=[{"destination": "/md-x", "type": "bind", "source": str(not_a_program),
+                                                    "options": ["bind", "ro"]}]))
     try:
         with pytest.raises(MinidockerError) as e:
             runtime.start(cid)
-        assert e.value.exit_code == 127 and 'exec: "nope": executable file not found in $PATH' in str(e.value)
+        assert e.value.exit_code == 126 and 'exec: "/md-x": Exec format error' in str(e.value), str(e.value)
     finally:
         runtime.delete(cid, force=True)
     with pytest.raises(MinidockerError) as e:

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,24 +213,35 @@ def test_a_container_process_is_named_with_both_its_pids(trace):
                          f"{who} prctl(PR_SET_PDEATHSIG, SIGKILL) = 0"]
 
 
-def test_execvpe_is_traced_before_the_exec(trace):
+def test_fexecve_is_traced_before_the_exec(trace):
+    true = os.open(shutil.which("true"), os.O_PATH | os.O_CLOEXEC)
+
     def exec_true():
         linux.set_role("container")
-        linux.execvpe("true", ["true"], {"PATH": "/usr/bin:/bin"})
+        linux.fexecve(true, ["true"], {"PATH": "/usr/bin:/bin"})
 
     assert in_child(exec_true) == 0, "the command ran and exited 0"
+    os.close(true)
     lines = trace()
     # One line: after a successful exec, the process is `true`, and nothing of ours runs again.
-    assert len(lines) == 1 and lines[0].endswith(' execve("true", ["true"], /* 1 vars */) ...'), lines
+    assert len(lines) == 1 and lines[0].endswith(
+        f' execveat({true} -> {os.path.realpath(shutil.which("true"))}, "", ["true"], /* 1 vars */, AT_EMPTY_PATH) ...'), lines
     assert lines[0].startswith("[container ")
 
 
-def test_a_failing_execvpe_says_why(trace):
-    with pytest.raises(FileNotFoundError):
-        linux.execvpe("md-no-such-command", ["md-no-such-command", "a b"], {"PATH": "/nonexistent-md"})
-    call = 'execve("md-no-such-command", ["md-no-such-command", "a b"], /* 1 vars */)'
+def test_a_failing_fexecve_says_why(trace, tmp_path):
+    text = tmp_path / "not-a-program"
+    text.write_text("no #! line, no ELF header\n")
+    text.chmod(0o755)
+    fd = os.open(text, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with pytest.raises(OSError):
+            linux.fexecve(fd, ["not-a-program", "a b"], {})
+    finally:
+        os.close(fd)
+    call = f'execveat({fd} -> {text}, "", ["not-a-program", "a b"], /* 0 vars */, AT_EMPTY_PATH)'
     assert [line.split("] ", 1)[1] for line in trace()] == [
-        f"{call} ...", f"{call} = -1 ENOENT (No such file or directory)"]
+        f"{call} ...", f"{call} = -1 ENOEXEC (Exec format error)"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,12 +300,13 @@ def test_the_trace_of_a_run_shows_the_kernel_at_work_in_order(md, rootfs):
     lines = proc.stderr.splitlines()
     join = "/tasks" if cgroups.detect().VERSION == 1 else "/cgroup.procs"  # see cgroups/v1.py
     expected = ["unshare(CLONE_NEWPID)", f'{join}", "0")', "sethostname(", "MS_REC|MS_PRIVATE",
-                '"proc"', "pivot_root(", 'umount2(".", MNT_DETACH)', 'execve("true"']
+                '"proc"', "pivot_root(", 'umount2(".", MNT_DETACH)', 'execveat(']
     where = 0
     for call in expected:
         found = next((i for i in range(where, len(lines)) if call in lines[i]), None)
         assert found is not None, f"no {call} after line {where} in the trace:\n{proc.stderr}"
         where = found + 1
+    assert '"/bin/true", "true"]' in lines[where - 1], f"the exec (through the sealed stub) runs true: {lines[where - 1]}"
     assert any(line.startswith("[container pid 1") for line in lines), "the container's own calls say who made them"
 
 

@@ -13,11 +13,13 @@ Two containers take all the attacks (one `exec` each: an exec'd process must mee
 as the container's first one), and two more run the CVE's script (by `exec` and by `run`).
 """
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -223,17 +225,7 @@ def test_the_process_that_enters_a_container_is_not_dumpable_until_its_exec():
     assert os.waitstatus_to_exitcode(status) == 0, \
         f"the forked runtime is dumpable: root in the container could ptrace it before its exec ({DOCS}#cve-2019-5736)"
 
-EVIL = """#!/proc/self/exe
-import fcntl, json, os
-exe = os.open("/proc/self/exe", os.O_RDONLY)  # read-only: this test never writes the host's binary
-info = os.fstat(exe)
-try:
-    seals = fcntl.fcntl(exe, fcntl.F_GET_SEALS)
-except OSError:
-    seals = 0  # not a memfd: no seals at all
-print(json.dumps({"exe": os.readlink("/proc/self/exe"), "dev": info.st_dev, "ino": info.st_ino, "seals": seals,
-                  "read_only_mount": bool(os.fstatvfs(exe).f_flag & os.ST_RDONLY)}))
-"""
+EVIL = "#!/proc/self/exe\n"  # the kernel runs, as this script's interpreter, whatever execs it
 
 
 @pytest.fixture(scope="module")
@@ -249,38 +241,89 @@ def evil_script():
     os.rmdir(directory)
 
 
-def host_libraries() -> list[str]:
-    """-v flags that give a busybox container what the host's Python needs to run: its loader and
-    libraries (/lib, /lib64, /usr) and its standard library (sys.base_prefix). A real attacker's
-    image would carry a C library of its own; busybox does not."""
-    paths = []
-    for path in ("/usr", "/lib", "/lib64", sys.base_prefix):
-        if os.path.exists(path) and not any(path == p or path.startswith(f"{p}/") for p in paths):
-            paths.append(path)
-    return [flag for path in paths for flag in ("-v", f"{path}:{path}:ro")]
-
-
-def test_exec_of_a_proc_self_exe_script_finds_a_sealed_copy(md, evil_script):
-    """The process that execs the container's command is our Python until the exec. A script
-    whose interpreter is /proc/self/exe makes the kernel run *that* binary inside the container,
-    where root could write it through /proc/PID/exe once it exits. It must be a sealed copy."""
-    host_python = os.stat(sys.executable)
-    name = "md-cve-2019-5736"
-    out = md("run", "-d", "--name", name, "--network", "none", *host_libraries(), "-v", f"{evil_script}:/md-cve:ro",
-             "busybox", "sleep", "60")
-    assert out.returncode == 0, harness.explain(out)
+def fill(fifo: int) -> None:
+    """Fill a non-blocking FIFO to the brim: a blocking write to it will now wait."""
     try:
-        for how, result in (("exec", md("exec", name, "/md-cve/evil")),
-                            ("run", md("run", "--rm", "--network", "none", *host_libraries(), "-v",
-                                       f"{evil_script}:/md-cve:ro", "busybox", "/md-cve/evil"))):
-            assert result.returncode == 0, f"{how}: the script should run in the container: {harness.explain(result)}"
-            seen = json.loads(result.stdout)
-            assert (seen["dev"], seen["ino"]) != (host_python.st_dev, host_python.st_ino), \
-                f"`{how}`: a container's #!/proc/self/exe ran the host's own {os.path.realpath(sys.executable)} " \
-                f"({seen['exe']}): root in the container could write it through /proc/PID/exe " \
+        while True:
+            os.write(fifo, b"x" * 4096)
+    except BlockingIOError:
+        pass
+
+
+def drain(fifo: int) -> None:
+    try:
+        while os.read(fifo, 65536):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def blocked_interpreter(cmdline: bytes, deadline: float) -> int:
+    """The pid of the process whose command line is `cmdline`, once it shows up."""
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read() == cmdline:
+                        return int(pid)
+            except OSError:
+                continue  # gone meanwhile
+        time.sleep(0.02)
+    raise AssertionError(f"no process ran {cmdline!r}")
+
+
+def test_a_proc_self_exe_script_finds_a_sealed_binary(md, evil_script):
+    """The process that execs a container's command is ours until the exec. A script whose
+    interpreter is /proc/self/exe makes the kernel run *that* binary inside the container, where
+    root can write it through /proc/PID/exe once it is idle. It must be the sealed stub: neither
+    the host's Python nor the stub's file on disk, and on a read-only mount or sealed.
+
+    To look at it while it runs, the test holds it: the stub, run as the script's interpreter,
+    gets ["/proc/self/exe", "/md-cve/evil", "/md-cve/nowhere", "x"], so it takes fd 0 for its error
+    pipe (atoi of the script's path), fails to exec /md-cve/nowhere, and blocks writing the error
+    to its stdin: a FIFO the test filled. Then the test opens /proc/PID/exe, as root inside could."""
+    from minidocker import exeseal
+
+    on_disk = {(st.st_dev, st.st_ino) for st in (os.stat(sys.executable), os.stat(exeseal.STUB))}
+    fifo = os.path.join(evil_script, "stdin")
+    os.mkfifo(fifo)
+    stdin = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # read-write: the stub may write to its stdin
+    name = "md-cve-2019-5736"
+    try:
+        volume = ("-v", f"{evil_script}:/md-cve:ro")
+        out = md("run", "-d", "--name", name, "--network", "none", *volume, "busybox", "sleep", "60")
+        assert out.returncode == 0, harness.explain(out)
+        for how, argv in (("exec", ("exec", "-i", name)), ("run", ("run", "--rm", "-i", "--network", "none", *volume, "busybox"))):
+            fill(stdin)
+            os.set_blocking(stdin, True)  # the flag is the open file's, shared with the stub: it must wait
+            command = harness.popen_cli(*argv, "/md-cve/evil", "/md-cve/nowhere", "x",
+                                        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                pid = blocked_interpreter(b"/proc/self/exe\0/md-cve/evil\0/md-cve/nowhere\0x\0", time.monotonic() + 30)
+                exe = os.open(f"/proc/{pid}/exe", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    info = os.fstat(exe)
+                    try:
+                        seals = fcntl.fcntl(exe, fcntl.F_GET_SEALS)
+                    except OSError:
+                        seals = 0  # not a memfd: no seals at all
+                    read_only_mount = bool(os.fstatvfs(exe).f_flag & os.ST_RDONLY)
+                finally:
+                    os.close(exe)
+            finally:
+                os.set_blocking(stdin, False)
+                drain(stdin)  # the stub's write now goes through, and it exits
+                command.communicate(timeout=30)
+                drain(stdin)  # what it wrote
+            assert (info.st_dev, info.st_ino) not in on_disk, \
+                f"`{how}`: a container's #!/proc/self/exe ran a file of the host (its Python, or the stub's own file), " \
+                f"which root in the container could write through /proc/PID/exe " \
                 f"({DOCS}#cve-2019-5736)"
-            assert seen["read_only_mount"] or seen["seals"] & F_SEAL_WRITE, \
-                f"`{how}`: /proc/self/exe is {seen['exe']}, a copy, but neither on a read-only mount nor sealed " \
-                f"against writes ({DOCS}#cve-2019-5736)"
+            assert read_only_mount or seals & F_SEAL_WRITE, \
+                f"`{how}`: /proc/self/exe is a copy, but neither on a read-only mount nor sealed against writes " \
+                f"({DOCS}#cve-2019-5736)"
+            assert command.returncode == 127, f"`{how}`: the stub could not exec /md-cve/nowhere: 127, not {command.returncode}"
     finally:
         md("rm", "-f", name)
+        os.close(stdin)
+        os.unlink(fifo)

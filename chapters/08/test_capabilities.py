@@ -172,7 +172,7 @@ def test_the_trace_shows_the_bounding_set_dropped_then_capset(md):
            "prctl(PR_CAPBSET_DROP, CAP_KILL) = 0" not in drops, \
         f"the trace should show each capability but KILL dropped from the bounding set: {sorted(drops)} ({EXERCISE})"
     capset = [i for i, line in enumerate(lines) if line.startswith("capset(")]
-    execve = [i for i, line in enumerate(lines) if line.startswith("execve(")]
+    execve = [i for i, line in enumerate(lines) if line.startswith("execveat(")]
     assert capset and execve and capset[0] < execve[0] and \
         "effective=CAP_KILL, permitted=CAP_KILL, inheritable=0}) = 0" in lines[capset[0]], \
         f"capset should set the three sets to CAP_KILL, before the execve: {lines} ({DOCS})"

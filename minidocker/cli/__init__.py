@@ -140,15 +140,9 @@ def build_parser(*words: str) -> Parser:
 
 
 def main(argv=None) -> int:
-    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
     try:
         words = [a for i, a in enumerate(argv) if not a.startswith("-") and argv[i - 1:i] not in (["-H"], ["--host"])]
-        if from_command_line:
-            from minidocker import exeseal
-
-            if exeseal.needed(argv, words):
-                exeseal.reexec_sealed()  # first: a container must never reach our binary (CVE-2019-5736)
         parser = build_parser(*words)
         try:
             args = parser.parse_args(argv)

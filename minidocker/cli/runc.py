@@ -30,6 +30,7 @@ import time
 
 from minidocker import __version__, runtime
 from minidocker.cli import runtime as face
+from minidocker.cli import Parser  # argparse's, with one-line errors and a help layout that needs no shutil
 from minidocker.errors import MinidockerError
 
 VERSION = f"""minidocker-runc version {__version__}
@@ -129,9 +130,9 @@ def _preserve_fds(args) -> None:
 
 
 def _cgroup(args):
-    from minidocker.runtime import resources
+    from minidocker.runtime import resources, statedir
 
-    saved = runtime.lifecycle._load(args.id, face._root(args))
+    saved = statedir.load(args.id, face._root(args))
     return resources.cgroup_for(args.id, saved.get("cgroupsPath"))
 
 
@@ -336,12 +337,8 @@ COMMANDS = {
 }
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise MinidockerError(message, f"see '{self.prog} --help'")
-
-
-def build_parser() -> Parser:
+def build_parser(command: str | None = None) -> Parser:
+    """runc's command line; with `command`, only that command's flags (see parse())."""
     top = Parser(prog="minidocker-runc", description="minidocker's OCI runtime, with runc's command line")
     top.add_argument("-v", "--version", action="store_true", help="print the version")
     top.add_argument("--root", metavar="DIR", help="where the containers' state lives")
@@ -353,21 +350,32 @@ def build_parser() -> Parser:
     top.add_argument("--rootless", metavar="true|false|auto", help="accepted; minidocker runs as root")
     commands = top.add_subparsers(dest="runc_command", metavar="COMMAND", parser_class=Parser)
     for name, (help, add_flags, func) in COMMANDS.items():
+        if command not in (None, name):
+            continue
         p = commands.add_parser(name, help=help)
         add_flags(p)
         p.set_defaults(func=func)
     return top
 
 
+def parse(argv: list[str]):
+    """Build the parser of the command that argv names, alone: the shim starts us for each call,
+    and building all fourteen commands' flags costs more than parsing. A word that only looks like
+    a command (`--root kill kill ID`) can make it the wrong one: then parse again with all."""
+    asked = next((word for word in argv if word in COMMANDS), None)
+    try:
+        return build_parser(asked).parse_args(argv)
+    except MinidockerError:
+        if asked is None:
+            raise
+        return build_parser().parse_args(argv)
+
+
 # --8<-- [start:main]
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if any(word in ("create", "run", "exec") for word in argv):
-        from minidocker import exeseal
-
-        exeseal.reexec_sealed()  # as `minidocker runtime`: no container may reach our binary
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(argv)
         LOG.path, LOG.format, LOG.debug = args.log and os.path.abspath(args.log), args.log_format, args.debug
         if args.version:
             print(VERSION, end="")

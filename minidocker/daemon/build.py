@@ -130,7 +130,4 @@ def child_main(options: dict) -> int:
 
 
 if __name__ == "__main__":
-    from minidocker import exeseal
-
-    exeseal.reexec_sealed()  # RUN steps enter containers: they must not reach our binary (exeseal.py)
     sys.exit(child_main(json.loads(sys.argv[1])))

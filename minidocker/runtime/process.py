@@ -4,10 +4,10 @@ import fcntl
 import os
 import resource  # imported here: after pivot_root the host's Python library is out of sight
 import signal
+import stat
 import termios
-import warnings  # noqa: F401 - os.execvpe imports it on first use, when the host's library is gone
 
-from minidocker import linux
+from minidocker import exeseal, linux
 from minidocker.errors import EXIT_CANNOT_INVOKE, EXIT_ENGINE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE
 
 # Every signal a process may catch or ignore: all but KILL and STOP.
@@ -35,15 +35,17 @@ def exit_code(wait_status: int) -> int:
 
 
 security = None  # chapter 08's package (capabilities, seccomp): load_locks() imports it
+exec_stub = -1  # chapter 08: the sealed exec stub, through which the command is exec'd (exeseal.py)
 
 
 def load_locks() -> None:
-    """Import the locks that start_process() enforces, in the runtime, before it forks the
-    container's process: after pivot_root the host's Python library is out of sight. Only the
-    commands that start processes pay for it (~20 ms); `state`, `start`, `kill` and `delete`, each
-    a process of its own under containerd's shim, do not."""
-    global security
+    """Ready the locks that start_process() enforces, in the runtime, before it forks the
+    container's process: after pivot_root the host's Python library and the stub's file are out
+    of sight. Only the commands that start processes pay for it; `state`, `start`, `kill` and
+    `delete`, each a process of its own under containerd's shim, do not."""
+    global security, exec_stub
     from minidocker import security
+    exec_stub = exeseal.sealed_stub()
 
 
 error_pipe = -1  # in a child before exec: where its errors go (the error pipe or exec.fifo, see spawn.py)
@@ -69,9 +71,9 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
         if fd != target:
             os.dup2(fd, target)  # the copies at 0, 1, 2 are inheritable by the command
     # Nothing else of ours may leak into the container (our log file, the supervisor's pipes):
-    # close every other fd but ours (the error pipe, the state dir, the trace), as subprocess's
-    # close_fds does.
-    close_fds_but({error_pipe, state_dir_fd, linux.trace_fd()})
+    # close every other fd but ours (the error pipe, the state dir, the trace, the exec stub), as
+    # subprocess's close_fds does.
+    close_fds_but({error_pipe, state_dir_fd, linux.trace_fd(), exec_stub})
     if process.get("terminal"):
         os.setsid()  # a new session, so that the pty on stdin can become its controlling terminal
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -105,6 +107,9 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
         # orphans. It is set after setuid because a change of credentials clears it.
         linux.prctl(linux.PR_SET_PDEATHSIG, parent_death_signal)
     if wait_for_start:
+        # A command that is not there is create's error, not start's: runc looks it up before
+        # it waits, so that `create` fails (and an engine learns it at once).
+        find_program(process["args"][0], environment_of(process["env"]))
         wait_for_start()
     if seccomp_filter and no_new_privileges:
         security.seccomp.install(seccomp_filter)  # as late as may be: the fewer calls it must allow
@@ -154,18 +159,44 @@ def open_console(console) -> tuple[int, int, int]:
     return slave, slave, slave
 
 
+def environment_of(env: list[str]) -> dict[str, str]:
+    """process.env's ["KEY=value", ...] as a dict."""
+    return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+
+
+def find_program(name: str, environment: dict[str, str]) -> str:
+    """The file that `name` runs, as execvp(3) finds it: `name` itself if it holds a "/", else
+    the first executable file of that name in the *container's* PATH. Docker's errors: 127 if
+    there is none, 126 if it is there but not executable."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        candidates = [os.path.join(directory or ".", name)  # an empty entry is the current directory
+                      for directory in environment.get("PATH", "/usr/bin:/bin").split(":")]
+    for path in candidates:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) and mode & 0o111:
+            return path
+        if "/" in name:
+            raise StartError(EXIT_CANNOT_INVOKE, f'exec: "{name}": permission denied')
+    where = "no such file or directory" if "/" in name else "executable file not found in $PATH"
+    raise StartError(EXIT_NOT_FOUND, f'exec: "{name}": {where}')
+
+
+# --8<-- [start:execute]
 def execute(args: list[str], env: list[str]) -> None:
-    """execvpe with PATH searched in the *container's* environment; errors as Docker reports them."""
-    environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    try:
-        linux.execvpe(args[0], args, environment)
-    except FileNotFoundError:
-        where = "no such file or directory" if "/" in args[0] else "executable file not found in $PATH"
-        raise StartError(EXIT_NOT_FOUND, f'exec: "{args[0]}": {where}') from None
-    except (PermissionError, IsADirectoryError):
-        raise StartError(EXIT_CANNOT_INVOKE, f'exec: "{args[0]}": permission denied') from None
-    except OSError as e:  # ENOEXEC: not a binary and no #! line, and the like
-        raise StartError(EXIT_CANNOT_INVOKE, f'exec: "{args[0]}": {e.strerror}') from None
+    """Exec the command, with PATH searched in the *container's* environment. Not directly: through
+    the sealed exec stub, which execs it for us (CVE-2019-5736: minidocker/exeseal.py)."""
+    environment = environment_of(env)
+    program = find_program(args[0], environment)
+    # The stub reports a failed exec on our error pipe, then closes it on a good one: it must
+    # stay open across our exec into the stub.
+    os.set_inheritable(error_pipe, True)
+    linux.fexecve(exec_stub, ["minidocker-exec", str(error_pipe), program, *args], environment)
+# --8<-- [end:execute]
 
 
 def run_init(args: list[str], env: list[str]) -> None:
