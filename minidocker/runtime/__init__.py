@@ -34,8 +34,21 @@ See docs/01-isolation.md#the-runtime.
 
 from minidocker.runtime.lifecycle import (create, default_root, delete, exec_process, kill, list_containers,
                                           process_start_time, run, start, state, stats)
-from minidocker.runtime.process import StartError, exit_code
-from minidocker.runtime.spawn import join
 
 __all__ = ["StartError", "create", "default_root", "delete", "exec_process", "exit_code", "join", "kill",
            "list_containers", "process_start_time", "run", "start", "state", "stats"]
+
+# Three names come from the code that makes processes (process.py, spawn.py, and through them
+# rootfs.py, mounts.py, linux.py): they are imported on first use, not here. `minidocker-runc
+# state` (and start, kill, delete), a process of its own at each call of containerd's shim,
+# imports this package and must not pay for what only create and exec use.
+_LAZY = {"StartError": "process", "exit_code": "process", "join": "spawn"}
+
+
+def __getattr__(name: str):
+    """PEP 562: called for a name the module does not have (yet)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"minidocker.runtime.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,8 +37,8 @@ import signal
 import sys
 import time
 
-from minidocker import linux
 from minidocker.errors import MinidockerError
+from minidocker.runtime.statedir import OCI_VERSION
 
 # The namespaces a createContainer/startContainer hook joins, mount last: once in the container's
 # mount namespace, no path of the host's is in sight any more.
@@ -47,8 +47,6 @@ JOINED = ("pid", "cgroup", "ipc", "uts", "network", "mount")
 
 def hook_state(container_id: str, status: str, pid: int, bundle: str, annotations: dict | None) -> dict:
     """The state a hook reads on stdin (the runtime spec's state, in its field names)."""
-    from minidocker.runtime.lifecycle import OCI_VERSION
-
     state = {"ociVersion": OCI_VERSION, "id": container_id, "status": status, "pid": pid, "bundle": bundle}
     if annotations:
         state["annotations"] = annotations
@@ -137,6 +135,10 @@ def _exec_hook(program, args, env, stdin_fd, output_fd, container_pid) -> None:
 
 
 def _enter(pid: int) -> None:
+    # linux.py (ctypes) here, in the hook's child, not at the top: `start` and `delete`, one
+    # process each under containerd's shim, import this module and seldom have such a hook.
+    from minidocker import linux
+
     files = {name: os.open(f"/proc/{pid}/ns/{linux.NAMESPACES[name][1]}", os.O_RDONLY) for name in JOINED}
     for name in JOINED:
         linux.setns(files[name], linux.NAMESPACES[name][0])

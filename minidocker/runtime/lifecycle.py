@@ -1,10 +1,11 @@
 """runc's commands as functions: create, start, run, state, kill, delete, exec, stats, list.
 
-The state of a container lives in `<root>/<id>/` (runc: /run/runc/<id>/):
-- state.json: the bundle, the pid *and its start time* (a pid alone can be reused by another
-  process once ours is gone), when it was created, its cgroupsPath;
-- exec.fifo: while it exists the container is "created": its process is made and waits to exec.
+The state of a container lives in `<root>/<id>/`: state.json and exec.fifo (statedir.py).
 
+Only create and exec make a process, and only they need the code that does it (spawn.py and,
+through it, process.py, rootfs.py, mounts.py, linux.py): they import it when they are called.
+Under containerd each of these commands is a process of its own, and `start`, `state`, `kill` and
+`delete` must not pay at every call for imports that only `create` uses.
 See minidocker/runtime/__init__.py for the story, docs/01-isolation.md#the-runtime for the page.
 """
 
@@ -15,23 +16,12 @@ import signal as signals
 
 from minidocker import store
 from minidocker.errors import MinidockerError
-from minidocker.runtime import process as proc
-from minidocker.runtime import hooks, resources, spawn
+from minidocker.runtime import hooks, resources
+from minidocker.runtime.statedir import (FIFO, OCI_VERSION, alive, container_dir, default_root, load, proc_stat,
+                                         process_start_time, remove, status)
 
-OCI_VERSION = "1.0.2"
-FIFO = "exec.fifo"
-
-
-def default_root() -> str:
-    return os.environ.get("MINIDOCKER_RUNTIME_ROOT", "/run/minidocker/runtime")
-
-
-def _dir(container_id: str, root: str | None) -> str:
-    # runc's rule for ids; it also keeps "..", "/" and the empty name out of the path.
-    if not container_id or container_id.strip(".") == "" or not all(
-            c.isalnum() or c in "_+-." for c in container_id):
-        raise MinidockerError(f"invalid container id {container_id!r}", "use letters, digits, _ + - .")
-    return os.path.join(root or default_root(), container_id)
+__all__ = ["OCI_VERSION", "create", "default_root", "delete", "exec_process", "kill", "list_containers",
+           "process_start_time", "run", "start", "state", "stats"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -47,7 +37,9 @@ def create(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, roo
     `parent_death_signal`: a signal for the container when its parent dies (the engine's
     supervisor asks for SIGKILL); 0, as runc, lets it outlive whoever created it.
     """
-    state_dir = _dir(container_id, root)
+    from minidocker.runtime import spawn  # here, not at the top: see this module's docstring
+
+    state_dir = container_dir(container_id, root)
     bundle = os.path.abspath(bundle)
     try:
         with open(os.path.join(bundle, "config.json")) as f:
@@ -106,6 +98,8 @@ def _wait_for_start() -> None:
     """In the container's process, the last step before exec: tell create we are made, then
     block on the fifo until start() opens it. From then on, an exec error goes to start()
     through the fifo (close-on-exec: a successful exec closes it, and start reads EOF)."""
+    from minidocker.runtime import process as proc, spawn  # loaded already: create() imported them
+
     os.write(proc.error_pipe, spawn.READY)
     os.close(proc.error_pipe)
     fifo = os.open(FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc.state_dir_fd)  # blocks here
@@ -124,16 +118,16 @@ def _undo(pid: int, cgroup, state_dir: str) -> None:
     if cgroup is not None and cgroup.exists():
         cgroup.kill()
         cgroup.remove()
-    _remove_state_dir(state_dir)
+    remove(state_dir)
 
 
 def start(container_id: str, *, root=None) -> None:
     """Let a created container exec its command; return once it has (or raise 126/127)."""
-    state_dir = _dir(container_id, root)
-    saved = _load(container_id, root)
-    status = _status(saved, state_dir)
-    if status != "created":
-        raise MinidockerError(f"cannot start a container that is {status}", "create a new one")
+    state_dir = container_dir(container_id, root)
+    saved = load(container_id, root)
+    now = status(saved, state_dir)
+    if now != "created":
+        raise MinidockerError(f"cannot start a container that is {now}", "create a new one")
     fifo_path = os.path.join(state_dir, FIFO)
     hooks.starting(saved)  # startContainer, in the container, before its command
     # O_NONBLOCK: the open returns at once (a blocking one would wait for a writer forever if
@@ -143,16 +137,18 @@ def start(container_id: str, *, root=None) -> None:
         # Readable once the process has opened its end and then either written an error or
         # closed it by exec. (Linux reports no EOF on a fifo that never had a writer.)
         while not select.select([fifo], [], [], 0.1)[0]:
-            if not _alive(saved):
+            if not alive(saved):
                 raise MinidockerError("the container's process died before it could start", "")
         os.set_blocking(fifo, True)
-        said = spawn.read_to_eof(fifo)
-        fifo = -1
+        with open(fifo, "rb") as f:  # to EOF, then closed
+            fifo, said = -1, f.read()
     finally:
         if fifo != -1:
             os.close(fifo)
         os.unlink(fifo_path)  # no fifo: "running" from now on, for state()
     if said:
+        from minidocker.runtime import spawn  # only on this error path: its words and exit code
+
         spawn.raise_reported(said)
     hooks.started(saved)  # poststart
 
@@ -178,10 +174,10 @@ def run(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, root=N
 
 def state(container_id: str, *, root=None) -> dict:
     """The OCI state: ociVersion, id, status (creating, created, running, stopped), pid, bundle."""
-    saved = _load(container_id, root)
-    status = _status(saved, _dir(container_id, root))
-    result = {"ociVersion": OCI_VERSION, "id": container_id, "status": status,
-              "pid": saved.get("pid", 0) if status != "stopped" else 0,
+    saved = load(container_id, root)
+    now = status(saved, container_dir(container_id, root))
+    result = {"ociVersion": OCI_VERSION, "id": container_id, "status": now,
+              "pid": saved.get("pid", 0) if now != "stopped" else 0,
               "bundle": saved.get("bundle", ""), "rootfs": saved.get("rootfs", ""),
               "created": saved.get("created", ""), "owner": ""}
     if saved.get("annotations"):
@@ -191,8 +187,8 @@ def state(container_id: str, *, root=None) -> dict:
 
 def kill(container_id: str, signal: int, *, all=False, root=None) -> None:
     """Send `signal` to the container's process, or with all=True to every process in its cgroup."""
-    saved = _load(container_id, root)
-    if _status(saved, _dir(container_id, root)) == "stopped" and not all:
+    saved = load(container_id, root)
+    if status(saved, container_dir(container_id, root)) == "stopped" and not all:
         raise MinidockerError(f"container {container_id} is not running", "")
     pids = resources.cgroup_for(container_id, saved.get("cgroupsPath")).procs() if all else [saved["pid"]]
     for pid in pids:
@@ -210,18 +206,18 @@ def delete(container_id: str, *, force=False, root=None, cgroups_path=None) -> N
     from `cgroups_path` (or the default for the id) and removed all the same. When the caller is
     the process's parent, delete reaps it too: nothing is left, not even a zombie.
     """
-    state_dir = _dir(container_id, root)
+    state_dir = container_dir(container_id, root)
     try:
-        saved = _load(container_id, root)
+        saved = load(container_id, root)
     except MinidockerError:
         saved = None
     pid = 0
     if saved is not None:
-        status = _status(saved, state_dir)
-        if status == "running" and not force:
+        now = status(saved, state_dir)
+        if now == "running" and not force:
             raise MinidockerError(f"cannot delete container {container_id} that is not stopped: running",
                                   "kill it first, or delete --force")
-        cgroups_path, pid = saved.get("cgroupsPath"), saved.get("pid", 0) if status != "stopped" else 0
+        cgroups_path, pid = saved.get("cgroupsPath"), saved.get("pid", 0) if now != "stopped" else 0
     cgroup = resources.cgroup_for(container_id, cgroups_path)
     if saved is None and not force and not cgroup.exists():
         raise MinidockerError(f"container {container_id} does not exist", "")
@@ -233,18 +229,7 @@ def delete(container_id: str, *, force=False, root=None, cgroups_path=None) -> N
     if saved is not None:
         _reap(saved)
         hooks.stopped(saved)  # poststop
-    _remove_state_dir(state_dir)
-
-
-def _remove_state_dir(state_dir: str) -> None:
-    """rm -r of a dir that holds only files we wrote (state.json, exec.fifo, a temp file a crash
-    left): no shutil, whose import costs more than the start-up budget can spare."""
-    try:
-        for name in os.listdir(state_dir):
-            os.unlink(os.path.join(state_dir, name))
-        os.rmdir(state_dir)
-    except FileNotFoundError:
-        pass  # removed already
+    remove(state_dir)
 
 
 def _signal_quietly(pid: int, sig: int) -> None:
@@ -256,7 +241,7 @@ def _signal_quietly(pid: int, sig: int) -> None:
 
 def _reap(saved: dict) -> None:
     pid = saved.get("pid", 0)
-    if pid and _stat(pid)[1:2] == [str(os.getpid())]:  # our child (ppid is us): wait for it
+    if pid and proc_stat(pid)[1:2] == [str(os.getpid())]:  # our child (ppid is us): wait for it
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
@@ -271,8 +256,10 @@ def exec_process(container_id: str, process: dict, *, stdio=(0, 1, 2), console=N
                  parent_death_signal: int = signals.SIGKILL) -> int:
     """runc exec: start an OCI `process` in the container's namespaces and cgroup; return its pid
     once it has exec'd (we are its parent). 126/127 as for start."""
-    saved = _load(container_id, root)
-    if _status(saved, _dir(container_id, root)) != "running":
+    from minidocker.runtime import spawn  # here, not at the top: see this module's docstring
+
+    saved = load(container_id, root)
+    if status(saved, container_dir(container_id, root)) != "running":
         raise MinidockerError(f"container {container_id} is not running", "start it first")
     cgroup = resources.cgroup_for(container_id, saved.get("cgroupsPath"))
     return spawn.join(saved["pid"], process, stdio, cgroup if cgroup.exists() else None, console,
@@ -281,7 +268,7 @@ def exec_process(container_id: str, process: dict, *, stdio=(0, 1, 2), console=N
 
 def stats(container_id: str, *, root=None) -> dict:
     """{"memory_bytes", "pids", "cpu_usage_ns", "oom_kills"}, read from the container's cgroup."""
-    saved = _load(container_id, root)
+    saved = load(container_id, root)
     cgroup = resources.cgroup_for(container_id, saved.get("cgroupsPath"))
     if not cgroup.exists():
         return {"memory_bytes": None, "pids": None, "cpu_usage_ns": None, "oom_kills": 0}
@@ -297,49 +284,3 @@ def list_containers(*, root=None) -> list[dict]:
         except MinidockerError:
             continue  # deleted meanwhile
     return found
-
-
-# ---------------------------------------------------------------------------------------------
-# The state dir
-
-
-def _load(container_id: str, root) -> dict:
-    state_dir = _dir(container_id, root)
-    try:
-        with open(os.path.join(state_dir, "state.json")) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        if os.path.isdir(state_dir):
-            return {"id": container_id, "creating": True}  # create() has not finished yet
-        raise MinidockerError(f"container {container_id} does not exist", "") from None
-
-
-def _status(saved: dict, state_dir: str) -> str:
-    if saved.get("creating"):
-        return "creating"
-    if not _alive(saved):
-        return "stopped"  # gone, a zombie, or the pid now belongs to another process
-    return "created" if os.path.exists(os.path.join(state_dir, FIFO)) else "running"
-
-
-def _stat(pid: int) -> list[str]:
-    """/proc/PID/stat's fields after the command name: [state, ppid, ..., starttime (index 19)]."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-    return text[text.rindex(")") + 2:].split()  # the name, in (), may itself hold spaces
-
-
-def process_start_time(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot, or None once it has died (gone, or a
-    zombie whose exit status waits to be collected). A pid alone can be reused after its process
-    dies; pid + start time names one process."""
-    fields = _stat(pid) if pid else []
-    return int(fields[19]) if fields and fields[0] not in ("Z", "X") else None
-
-
-def _alive(saved: dict) -> bool:
-    start = process_start_time(saved.get("pid", 0))
-    return start is not None and start == saved.get("pidStart")
