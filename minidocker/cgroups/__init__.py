@@ -16,6 +16,10 @@ There are two versions of that filesystem, and a host has one of three layouts:
 Like youki's libcgroups, the engine sees one interface, `Cgroup`, and `detect()` picks the driver,
 `V1` or `V2`, from the host's mount table. Which file takes which limit, in each version, is one
 pure function, `limit_writes()` in limits.py.
+
+The device rules (devices.py, and devices_bpf.py for v2) are imported by set_devices() alone:
+`minidocker-runc delete` or `kill`, a process of its own at each call of containerd's shim, finds
+a container's cgroup through this package and should not pay at every call for the BPF assembler.
 """
 
 import os

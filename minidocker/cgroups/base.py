@@ -9,7 +9,6 @@ import re
 import signal
 import time
 
-from minidocker import linux
 from minidocker.cgroups.limits import SWAP_FILES, limit_writes
 from minidocker.errors import MinidockerError
 
@@ -51,6 +50,10 @@ def write(path: str, value) -> None:
     """One write(2) of the whole value, through linux.write_file (so `--trace` shows it): cgroupfs
     parses each write on its own, so a buffered file that split "1234" into two writes would move
     pid 12 and then pid 34."""
+    # Imported at the first write, not at the top: linux.py loads ctypes, and `state`, `start` and
+    # `kill`, each a process of its own under containerd's shim, only read a cgroup's files.
+    from minidocker import linux
+
     try:
         linux.write_file(path, value)
     except FileNotFoundError:

@@ -2,7 +2,6 @@
 
 import os
 
-from minidocker.cgroups import devices
 from minidocker.cgroups.base import MOUNTINFO, Cgroup, cgroup_mounts, keyed, read, read_int, wait_for, write
 from minidocker.errors import MinidockerError
 
@@ -84,6 +83,8 @@ class V1(Cgroup):
         reset ("a": deny all, forget every exception), then one exception per write."""
         if "devices" not in self.hierarchies:
             return  # no devices hierarchy on this v1 host: nothing to enforce the rules with
+        from minidocker.cgroups import devices  # only create writes rules: see cgroups/__init__.py
+
         for name, line in devices.v1_writes(rules):
             write(self.file("devices", name), line)
     # --8<-- [end:v1-devices]

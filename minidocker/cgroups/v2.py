@@ -3,7 +3,6 @@
 import errno
 import os
 
-from minidocker.cgroups import devices_bpf
 from minidocker.cgroups.base import MOUNTINFO, Cgroup, cgroup_mounts, keyed, read, read_int, wait_for, write
 from minidocker.errors import MinidockerError
 
@@ -80,6 +79,8 @@ class V2(Cgroup):
     def set_devices(self, rules: list[dict]) -> None:
         """linux.resources.devices as a BPF program attached to this cgroup (v2 has no devices
         files): see devices_bpf.py. The program goes with the cgroup at rmdir."""
+        from minidocker.cgroups import devices_bpf  # only create writes rules: see cgroups/__init__.py
+
         try:
             devices_bpf.attach(self.dir, rules)
         except OSError as e:

@@ -5,7 +5,6 @@ the files are written through minidocker.cgroups, which knows v1 from v2.
 """
 
 from minidocker import cgroups
-from minidocker.cgroups import devices
 from minidocker.cgroups.base import keyed
 from minidocker.errors import MinidockerError
 
@@ -47,6 +46,8 @@ def apply(cgroup: cgroups.Cgroup, resources: dict) -> None:
     if limits:
         cgroup.set_limits(limits)  # which file takes which value: minidocker/cgroups/limits.py
     if resources.get("devices") is not None:
+        from minidocker.cgroups import devices  # here: `delete` and `kill` use this module too
+
         cgroup.set_devices(resources["devices"] + devices.RUNTIME_RULES)
 
 
