@@ -15,7 +15,7 @@ import signal
 import termios
 import tty as ttymode
 
-from minidocker import linux, runtime, security, store
+from minidocker import linux, runtime, store
 from minidocker.container import records
 from minidocker.errors import MinidockerError
 from minidocker.volume import mounts as volume_mounts
@@ -53,7 +53,10 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
         # runtime then joins the namespace by the path the spec names.
         sandbox.up(c)
         volume_mounts.setup(c)  # chapter 05: a volume's driver mount, the image's content copied in
-        security.userns.prepare(spec, c.dir)  # chapter 08: what the remapped root must own
+        if spec["linux"].get("uidMappings"):
+            from minidocker.security import userns  # only a remapping engine pays for its import
+
+            userns.prepare(spec, c.dir)  # chapter 08: what the remapped root must own
         # The container's directory holds its config.json: it is the runtime's bundle.
         # If we die (SIGKILL), the kernel kills the container's first process: no orphans.
         pid = io.started(runtime.run(c.id, c.dir, stdio=io.stdio, console=io.console,

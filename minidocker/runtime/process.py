@@ -34,30 +34,32 @@ def exit_code(wait_status: int) -> int:
     return EXIT_SIGNAL_BASE - code if code < 0 else code
 
 
-security = None  # chapter 08's package (capabilities, seccomp): load_locks() imports it
+capabilities = seccomp = None  # chapter 08's modules: load_locks() imports them
 exec_stub = -1  # chapter 08: the sealed exec stub, through which the command is exec'd (exeseal.py)
+seccomp_program = None  # chapter 08: the filter to load, compiled
 
 
-def load_locks() -> None:
+def load_locks(linux_seccomp: dict | None) -> None:
     """Ready the locks that start_process() enforces, in the runtime, before it forks the
     container's process: after pivot_root the host's Python library and the stub's file are out
-    of sight. Only the commands that start processes pay for it; `state`, `start`, `kill` and
-    `delete`, each a process of its own under containerd's shim, do not."""
-    global security, exec_stub
-    from minidocker import security
+    of sight, and the filter is compiled once for every process that forks from here. Only the
+    commands that start processes pay for it; `state`, `start`, `kill` and `delete`, each a
+    process of its own under containerd's shim, do not."""
+    global capabilities, seccomp, exec_stub, seccomp_program
+    from minidocker.security import capabilities, seccomp
     exec_stub = exeseal.sealed_stub()
+    seccomp_program = seccomp.program(linux_seccomp) if linux_seccomp else None
 
 
 error_pipe = -1  # in a child before exec: where its errors go (the error pipe or exec.fifo, see spawn.py)
 
 
-def start_process(process: dict, stdio, console, init: bool, wait_for_start=None, seccomp_filter=None) -> None:
+def start_process(process: dict, stdio, console, init: bool, wait_for_start=None) -> None:
     """Become the spec's `process`: stdio, cwd, rlimits, no_new_privs, seccomp, capabilities,
     user; then exec.
 
     `wait_for_start` (create's) blocks until `start` says go: the process is fully made, only
-    the exec is left, as runc's init waits on its exec.fifo. `seccomp_filter` is the spec's
-    linux.seccomp (chapter 08).
+    the exec is left, as runc's init waits on its exec.fifo.
     """
     # An ignored signal stays ignored across exec. Python ignores SIGPIPE and SIGXFSZ for itself,
     # and whoever started us may have ignored more (a shell's background job ignores SIGINT and
@@ -87,21 +89,21 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
         # No exec from here on can gain privileges: setuid bits and file capabilities are
         # ignored. It is inherited and cannot be undone (what `--security-opt no-new-privileges` sets).
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    if seccomp_filter and not no_new_privileges:
+    if seccomp_program and not no_new_privileges:
         # Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: load it while we still
         # have it, as runc does. (The profile allows the calls that follow: capset, setuid...)
-        security.seccomp.install(seccomp_filter)
-    capabilities = process.get("capabilities")
-    if capabilities is not None:
-        security.capabilities.drop_bounding(capabilities)  # needs CAP_SETPCAP: before the rest goes
+        seccomp.install(seccomp_program)
+    capability_sets = process.get("capabilities")
+    if capability_sets is not None:
+        capabilities.drop_bounding(capability_sets)  # needs CAP_SETPCAP: before the rest goes
     user = process.get("user", {})
     # Supplementary groups first, then the gid, then the uid: once the uid is not 0 any more,
     # we may no longer change the other two.
     os.setgroups(user.get("additionalGids", []))
     os.setgid(user.get("gid", 0))
     os.setuid(user.get("uid", 0))
-    if capabilities is not None:
-        security.capabilities.apply(capabilities)  # after setuid, which would have cleared them
+    if capability_sets is not None:
+        capabilities.apply(capability_sets)  # after setuid, which would have cleared them
     if parent_death_signal:
         # If whoever started us dies (the supervisor, SIGKILLed), the kernel signals us: no
         # orphans. It is set after setuid because a change of credentials clears it.
@@ -111,8 +113,8 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
         # it waits, so that `create` fails (and an engine learns it at once).
         find_program(process["args"][0], environment_of(process["env"]))
         wait_for_start()
-    if seccomp_filter and no_new_privileges:
-        security.seccomp.install(seccomp_filter)  # as late as may be: the fewer calls it must allow
+    if seccomp_program and no_new_privileges:
+        seccomp.install(seccomp_program)  # as late as may be: the fewer calls it must allow
     if init:
         # The init never execs, so the trace's copy of the caller's stderr would stay open as
         # long as the container runs (a traced `run -d --init` would hold its caller's pipe).

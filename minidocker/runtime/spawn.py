@@ -25,7 +25,7 @@ def fork_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_sta
                    state_dir_fd: int = -1, parent_death_signal: int = 0) -> tuple[int, int]:
     """Fork the container's first process; return (pid, the read end of its error pipe)."""
     namespaces = namespaces_of(spec)
-    proc.load_locks()
+    proc.load_locks(spec.get("linux", {}).get("seccomp"))
 
     def child():
         proc.state_dir_fd, proc.parent_death_signal = state_dir_fd, parent_death_signal
@@ -163,7 +163,7 @@ def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_
     if "mount" in namespaces and not namespaces["mount"]:
         setup_rootfs(spec, bundle, runtime_mount_ns, cgroup)
     proc.start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False),
-                       wait_for_start=wait_for_start, seccomp_filter=spec.get("linux", {}).get("seccomp"))
+                       wait_for_start=wait_for_start)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, consol
     """Start `process` inside the namespaces and cgroup of `container_pid`; return its pid.
     `seccomp_filter`: the container's linux.seccomp, which binds an exec'd process as well."""
     user_ns = user_namespace_of(container_pid)
-    proc.load_locks()
+    proc.load_locks(seccomp_filter)
     # --8<-- [start:ex-01-exec-setns]
     # Open /proc/PID/ns/*, setns() into the PID namespace, fork, and setns() the child into the rest.
     #
@@ -194,7 +194,7 @@ def join(container_pid: int, process: dict, stdio=(0, 1, 2), cgroup=None, consol
             linux.setns(ns_files[name], linux.NAMESPACES[name][0])
         if user_ns is not None:  # chapter 08: the container's root is not the host's
             linux.setns(user_ns, linux.CLONE_NEWUSER)
-        proc.start_process(process, stdio, console, init=False, seccomp_filter=seccomp_filter)
+        proc.start_process(process, stdio, console, init=False)
 
     pid, errors = fork_with_error_pipe(enter_all)
     linux.setns(own_pid_ns, linux.CLONE_NEWPID)

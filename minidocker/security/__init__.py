@@ -20,12 +20,14 @@ See docs/08-hardening.md.
 
 import os
 
-from minidocker.security import capabilities, devices, seccomp, userns
-
 
 def apply(spec: dict, host_config: dict) -> None:
     """Write the container's locks into its OCI config, from HostConfig (CapAdd, CapDrop,
     Privileged, SecurityOpt, Devices, UsernsMode)."""
+    # Imported here, not above: the runtime's process imports only the two it enforces itself
+    # (capabilities, seccomp), and each container start pays for what it imports.
+    from minidocker.security import capabilities, devices, seccomp, userns
+
     if os.environ.get("MINIDOCKER_HARDENING") == "off":
         # The engine as it was before this chapter: root in a container keeps every capability,
         # with no seccomp filter and no device cgroup. Chapters 01-07's suites run so, as the

@@ -19,8 +19,8 @@ Labels let us write jumps by name; assemble() counts the distances. See
 docs/08-hardening.md#seccomp.
 """
 
+import collections
 import struct
-from typing import NamedTuple
 
 # Instruction classes and their fields, from <linux/bpf_common.h>.
 BPF_LD, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x04, 0x05, 0x06
@@ -39,12 +39,9 @@ SECCOMP_DATA_IP = 8  # u64: the instruction pointer
 SECCOMP_DATA_ARGS = 16  # u64 args[6]
 
 
-class Instruction(NamedTuple):
-    """struct sock_filter. jt/jf are distances once assembled; before, they may be Labels."""
-    code: int
-    jt: "int | Label"
-    jf: "int | Label"
-    k: int
+# struct sock_filter: code, jt, jf, k. jt/jf are distances once assembled; before, they may be
+# Labels. (collections', not typing's NamedTuple: typing alone costs each container ~2 ms to import.)
+Instruction = collections.namedtuple("Instruction", "code jt jf k")
 
 
 class Label:

@@ -16,6 +16,7 @@ Two halves, as in Docker:
   filter is: a list of comparisons and return values (docs/08-hardening.md#seccomp).
 """
 
+import json
 import os
 import sys
 
@@ -75,7 +76,7 @@ def to_spec(spec: dict, host_config: dict) -> None:
     held = capabilities["bounding"] if capabilities is not None else None  # None: the runtime keeps them all
     try:
         linux_seccomp = resolve(profile, held)
-        compile_filter(linux_seccomp)  # a profile the compiler refuses is refused now, not at start
+        program(linux_seccomp)  # a profile the compiler refuses is refused now, not at start
     except (KeyError, TypeError, AttributeError, ValueError) as e:  # a field missing, or of the wrong type
         raise MinidockerError(f"invalid seccomp profile: {type(e).__name__} {e}",
                               "see Docker's default.json for the format") from None
@@ -296,15 +297,27 @@ def disassemble(program: list[bpf.Instruction], table: str = "x86_64") -> str:
     return bpf.disassemble(program, action_name, constants)
 
 
-def install(linux_seccomp: dict) -> None:
-    """In the container's process: compile linux.seccomp to BPF and load it (seccomp(2)).
+_programs: dict[str, bytes] = {}  # linux.seccomp, as JSON -> its program
+
+
+def program(linux_seccomp: dict) -> bytes:
+    """linux.seccomp compiled to BPF and packed for seccomp(2). Once per process for each
+    filter: `minidocker run` compiles it at create (a profile the compiler refuses is refused
+    then), and its runtime needs the very same program."""
+    key = json.dumps(linux_seccomp, sort_keys=True)
+    if key not in _programs:
+        _programs[key] = bpf.pack(compile_filter(linux_seccomp))
+    return _programs[key]
+
+
+def install(compiled: bytes) -> None:
+    """In the container's process: load the filter (seccomp(2)).
 
     Without no_new_privs the kernel asks for CAP_SYS_ADMIN (a filter could otherwise fool a
     setuid program into a half-done privileged task): runtime/process.py calls this at the
     right moment for either case.
     """
-    linux.seccomp_set_mode_filter(bpf.pack(compile_filter(linux_seccomp)))
-
+    linux.seccomp_set_mode_filter(compiled)
 
 
 def show(profile_path: str | None = None) -> str:
