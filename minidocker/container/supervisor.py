@@ -54,9 +54,9 @@ def run(c: records.Container, attach: Attach | None, on_started=None) -> int:
         sandbox.up(c)
         volume_mounts.setup(c)  # chapter 05: a volume's driver mount, the image's content copied in
         if spec["linux"].get("uidMappings"):
-            from minidocker.security import userns  # only a remapping engine pays for its import
+            from minidocker.security import remapped_files  # only a remapping engine imports it
 
-            userns.prepare(spec, c.dir)  # chapter 08: what the remapped root must own
+            remapped_files.prepare(spec, c.dir)  # chapter 08: what the remapped root must own
         # The container's directory holds its config.json: it is the runtime's bundle.
         # If we die (SIGKILL), the kernel kills the container's first process: no orphans.
         pid = io.started(runtime.run(c.id, c.dir, stdio=io.stdio, console=io.console,

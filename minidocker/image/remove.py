@@ -139,6 +139,6 @@ def remove_remapped_copies() -> None:
     from minidocker import store
 
     if any(name[:1].isdigit() for name in os.listdir(store.root())):  # a UID.GID/: imported only then
-        from minidocker.security import userns
+        from minidocker.security import remapped_files
 
-        userns.remove_copies_of_gone_layers()
+        remapped_files.remove_copies_of_gone_layers()

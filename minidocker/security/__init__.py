@@ -10,7 +10,8 @@ machine. Docker adds locks, each a field of the OCI runtime config that the runt
   on every system call (seccomp_profile.py holds the profile, syscalls.py the numbers);
 - devices.py: `linux.resources.devices`, the device cgroup that lets the container open only
   the default devices (v1's devices.allow/deny, v2's BPF device program), and `--device`;
-- userns.py: `linux.uidMappings`, container root mapped to an unprivileged range of the host;
+- userns.py: `linux.uidMappings`, container root mapped to an unprivileged range of the host
+  (remapped_files.py: the layer copies and files that mapped root must own);
 - options.py: `--security-opt`, parsed with Docker's words.
 
 apply() is the engine's side (container/spec.py calls it): HostConfig -> those OCI fields. The
