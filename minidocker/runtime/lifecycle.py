@@ -140,8 +140,9 @@ def start(container_id: str, *, root=None) -> None:
             if not alive(saved):
                 raise MinidockerError("the container's process died before it could start", "")
         os.set_blocking(fifo, True)
-        with open(fifo, "rb") as f:  # to EOF, then closed
-            fifo, said = -1, f.read()
+        with open(fifo, "rb") as f:  # the file owns the fd now, and closes it
+            fifo = -1
+            said = f.read()  # to EOF: nothing when the exec worked
     finally:
         if fifo != -1:
             os.close(fifo)
