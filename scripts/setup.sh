@@ -22,8 +22,10 @@ fi
 # gcc, libc6-dev: the runtime's exec stub (minidocker/exec_stub.c, built below) and chapter 08's
 #                 attacks are small C programs, built `gcc -static` (a container has no C library
 #                 of the host's to link against) and run inside containers.
+# apparmor: its apparmor_parser, with which dockerd (chapter 09) loads its docker-default profile
+#           on a kernel with AppArmor on (Debian 12's): without it, dockerd refuses every run.
 packages=(busybox-static iproute2 iptables runc python3-venv make git procps
-          docker-registry apache2-utils openssl skopeo umoci oci-image-tool gcc libc6-dev)
+          docker-registry apache2-utils openssl skopeo umoci oci-image-tool gcc libc6-dev apparmor)
 
 # Python 3.11 or newer: Debian 12 and Ubuntu 24.04 ship it as python3; Ubuntu 22.04 ships 3.10
 # and has python3.11 as an extra package.

@@ -84,6 +84,16 @@ def test_run_output_and_exit_codes(engine, runtime):
                      f"left: {left}; see docs/09-runtime.md#a-trace"
 
 
+def test_the_security_module_label_is_runcs(engine):
+    """Where AppArmor is on (Debian 12's kernel, the lab VM's), dockerd asks for its profile in
+    process.apparmorProfile, and the runtime must put it on the command, as runc does. Elsewhere
+    both read the same answer (no label at all)."""
+    labels = {runtime: engine.docker("run", "--rm", "--runtime", runtime, "busybox", "sh", "-c",
+                                     "cat /proc/self/attr/current 2>&1") for runtime in RUNTIMES}
+    assert labels["minidocker"].stdout == labels["runc"].stdout, \
+        f"the command's AppArmor label should be runc's: {labels}; see docs/09-runtime.md#apparmor"
+
+
 PRINTABLE = st.characters(min_codepoint=33, max_codepoint=126)
 
 
