@@ -152,12 +152,17 @@ def test_hooks_run_in_order_where_the_spec_says(runc, bundle, tmp_path):
     out.mkdir()
     # Host-side hooks append their name, their stdin and their network namespace to a host file.
     host = {"path": "/bin/sh", "args": ["sh", "-c", f'{{ echo "$0"; cat; echo; readlink /proc/self/ns/net; }} >> {out}/log']}
-    # In-container hooks write into the container's own /: the rootfs dir, which the test reads.
-    inside = {"path": busybox.BUSYBOX, "env": ["PATH=/bin"],
-              "args": ["sh", "-c", '{ echo "$0"; cat; echo; hostname; readlink /proc/self/ns/net; } >> /hooks.log']}
+    # In-container hooks write into the rootfs dir, which the test reads. createContainer runs
+    # before pivot_root, as runc's: it still sees the host's files, the rootfs at its host path
+    # (after the pivot that path would not be there, and the hook would fail). startContainer
+    # runs after it: the container's own / is the rootfs.
+    record = '{ echo "$0"; cat; echo; hostname; readlink /proc/self/ns/net; } >> '
+    inside = {"path": busybox.BUSYBOX, "env": ["PATH=/bin"]}
     hooks = {phase: [{**spec, "args": [*spec["args"], phase]}]
-             for phase, spec in (("prestart", host), ("createRuntime", host), ("createContainer", inside),
-                                 ("startContainer", inside), ("poststart", host), ("poststop", host))}
+             for phase, spec in (("prestart", host), ("createRuntime", host),
+                                 ("createContainer", {**inside, "args": ["sh", "-c", record + f"{bundle.rootfs}/hooks.log"]}),
+                                 ("startContainer", {**inside, "args": ["sh", "-c", record + "/hooks.log"]}),
+                                 ("poststart", host), ("poststop", host))}
     path = bundle(cid, ["sh", "-c", "echo command >> /hooks.log"], hooks=hooks)
     created = runc("create", "--bundle", path, "--pid-file", str(tmp_path / "pid"), cid)
     assert created.returncode == 0, f"create with hooks failed: {last_log_line(runc.log)} ({DOCS}#oci-hooks)"

@@ -12,23 +12,22 @@ state as JSON on stdin: {"ociVersion", "id", "status", "pid", "bundle", "annotat
 
 When each runs, and where (the runtime spec's runtime.md, lifecycle; config.md, POSIX hooks):
 
-| hook            | when                                     | in which namespaces | if it fails     |
-|-----------------|------------------------------------------|---------------------|-----------------|
-| prestart        | create, once the namespaces exist (old   | the runtime's       | create fails    |
-|                 | name of createRuntime, kept for dockerd) |                     |                 |
-| createRuntime   | create, after prestart                   | the runtime's       | create fails    |
-| createContainer | create, after createRuntime              | the container's     | create fails    |
-| startContainer  | start, before the command is exec'd      | the container's     | start fails     |
-| poststart       | start, once the command runs             | the runtime's       | a warning       |
-| poststop        | delete, after the container is gone      | the runtime's       | a warning       |
+| hook            | when                                       | namespaces        | if it fails     |
+|-----------------|--------------------------------------------|-------------------|-----------------|
+| prestart        | create, the mounts made, before pivot_root | the runtime's     | create fails    |
+|                 | (old name of createRuntime, kept: dockerd) |                   |                 |
+| createRuntime   | create, after prestart                     | the runtime's     | create fails    |
+| createContainer | create, after createRuntime                | the container's   | create fails    |
+| startContainer  | start, before the command is exec'd        | the container's   | start fails     |
+| poststart       | start, once the command runs               | the runtime's     | a warning       |
+| poststop        | delete, after the container is gone        | the runtime's     | a warning       |
 
-One difference from the spec, on purpose: the spec runs createRuntime and createContainer before
-pivot_root, while the container's process is still building its root; ours run once the process
-is made and waits on exec.fifo (after its pivot_root). What a hook can see and change is the same
-(the namespaces, the mounts, nothing of the command has run yet), and the process need not stop
-half-way to wait for us. createContainer's path is still found in the runtime's filesystem, as the
-spec says: we open it before we enter the container's mount namespace, then exec the open file.
-See docs/09-runtime.md#oci-hooks.
+The three of create run while the container's process waits just before its pivot_root
+(runtime/spawn.py pauses it there, as runc's init does): its namespaces and mounts are made, and
+the host's files are still in sight from its mount namespace, so a createContainer hook can
+still mount into the rootfs by its host path (nvidia's does). createContainer's path is found in
+the runtime's filesystem, as the spec says: we open it before we enter the container's mount
+namespace, then exec the open file. See docs/09-runtime.md#oci-hooks.
 """
 
 import json
@@ -135,7 +134,7 @@ def _exec_hook(program, args, env, stdin_fd, output_fd, container_pid) -> None:
 
 
 def _enter(pid: int) -> None:
-    # linux.py (ctypes) here, in the hook's child, not at the top: `start` and `delete`, one
+    # minidocker.linux (ctypes) here, in the hook's child, not at the top: `start` and `delete`, one
     # process each under containerd's shim, import this module and seldom have such a hook.
     from minidocker import linux
 
@@ -176,10 +175,14 @@ def _describe(status: int) -> str:
 # The lifecycle's calls: create, start, delete (lifecycle.py) each call one of these
 
 
+def at_create(spec: dict) -> bool:
+    """Has the spec hooks for create to run (so that its process must pause for them)?"""
+    return any((spec.get("hooks") or {}).get(phase) for phase in ("prestart", "createRuntime", "createContainer"))
+
+
 def created(spec: dict, container_id: str, pid: int, bundle: str) -> None:
-    """create: the process is made and waits for start. Raises if a hook fails (create undoes)."""
-    if not spec.get("hooks"):
-        return
+    """create: the process has made its mounts and waits before pivot_root. Raises if a hook
+    fails (create undoes the container)."""
     state = hook_state(container_id, "creating", pid, bundle, spec.get("annotations"))
     run_hooks(spec["hooks"], "prestart", state)
     run_hooks(spec["hooks"], "createRuntime", state)

@@ -64,14 +64,25 @@ def create(container_id: str, bundle: str, *, stdio=(0, 1, 2), console=None, roo
         # The child keeps the state dir open (O_PATH: only a handle, to open the fifo *in* it):
         # after pivot_root the path would be out of its sight.
         state_fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        pid, errors = spawn.fork_container(spec, bundle, stdio, cgroup, console, _wait_for_start,
-                                           state_fd, parent_death_signal)
-        said = spawn.read_to_eof(errors)
+        # prestart, createRuntime and createContainer run while the process waits before its
+        # pivot_root, as runc's do: it pauses there for them on this pipe (runtime/hooks.py).
+        hooks_pipe = os.pipe2(os.O_CLOEXEC) if hooks.at_create(spec) else None
+        try:
+            pid, errors = spawn.fork_container(spec, bundle, stdio, cgroup, console, _wait_for_start,
+                                               state_fd, parent_death_signal, hooks_pipe)
+
+            def run_hooks():
+                hooks.created(spec, container_id, pid, bundle)
+                os.write(hooks_pipe[1], b"go")
+
+            said = spawn.read_report(errors, on_hooks=run_hooks)
+        finally:
+            for fd in hooks_pipe or ():
+                os.close(fd)
         if said != spawn.READY:
             os.waitpid(pid, 0)  # it exits right after reporting; reap it
             pid = 0
             spawn.raise_reported(said)
-        hooks.created(spec, container_id, pid, bundle)  # prestart, createRuntime, createContainer
         store.write_json(os.path.join(state_dir, "state.json"), {
             "id": container_id, "pid": pid, "pidStart": process_start_time(pid), "bundle": bundle,
             "rootfs": os.path.join(bundle, spec.get("root", {}).get("path", "")),

@@ -15,9 +15,10 @@ def mount_namespace() -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def setup_rootfs(spec: dict, bundle: str, runtime_mount_ns: tuple[int, int], cgroup=None) -> None:
+def setup_rootfs(spec: dict, bundle: str, runtime_mount_ns: tuple[int, int], cgroup=None, before_pivot=None) -> None:
     """Build the root. `runtime_mount_ns`: the runtime's own mount namespace, which we left;
-    `cgroup`: the container's, which its /sys/fs/cgroup shows."""
+    `cgroup`: the container's, which its /sys/fs/cgroup shows; `before_pivot()`: the runtime's
+    hooks, run with every mount made and the host's files still in sight."""
     root = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))  # relative: the bundle's
     linux_spec = spec.get("linux", {})
     # Everything below changes the mount table of the namespace we are in. Still in the runtime's
@@ -46,6 +47,8 @@ def setup_rootfs(spec: dict, bundle: str, runtime_mount_ns: tuple[int, int], cgr
     for entry in spec.get("mounts", ()):
         mounts.mount_entry(root, entry, bundle, cgroup)
     mounts.make_devices(root, linux_spec.get("devices"))
+    if before_pivot:
+        before_pivot()
     pivot_into(root)
     # After the pivot the paths are the container's own, so no symlink can lead out.
     mounts.readonly_paths(linux_spec.get("readonlyPaths"))

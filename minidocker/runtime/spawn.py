@@ -14,6 +14,7 @@ from minidocker.runtime import process as proc
 from minidocker.runtime.rootfs import mount_namespace, setup_rootfs
 
 READY = b"ready"  # create's child says it on the error pipe once only the exec is left
+HOOKS = b"hooks"  # ...and this before pivot_root, when the spec has hooks for create to run then
 
 
 def namespaces_of(spec: dict) -> dict[str, str | None]:
@@ -22,8 +23,10 @@ def namespaces_of(spec: dict) -> dict[str, str | None]:
 
 
 def fork_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_start,
-                   state_dir_fd: int = -1, parent_death_signal: int = 0) -> tuple[int, int]:
-    """Fork the container's first process; return (pid, the read end of its error pipe)."""
+                   state_dir_fd: int = -1, parent_death_signal: int = 0, hooks_pipe=None) -> tuple[int, int]:
+    """Fork the container's first process; return (pid, the read end of its error pipe).
+    `hooks_pipe`: (read end, write end) of a pipe on which the child, paused before pivot_root
+    (it said HOOKS), waits for the runtime's go once the hooks have run."""
     namespaces = namespaces_of(spec)
     proc.load_locks(spec.get("linux", {}).get("seccomp"))
 
@@ -31,7 +34,11 @@ def fork_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_sta
         proc.state_dir_fd, proc.parent_death_signal = state_dir_fd, parent_death_signal
         if in_user_namespace:
             userns.become_root()
-        _become_container(spec, bundle, stdio, cgroup, console, wait_for_start)
+        pause = None
+        if hooks_pipe:
+            os.close(hooks_pipe[1])  # the runtime's end: if the runtime dies, our read sees EOF
+            pause = functools.partial(_pause_for_hooks, hooks_pipe[0])
+        _become_container(spec, bundle, stdio, cgroup, console, wait_for_start, pause)
 
     in_user_namespace = "user" in namespaces and not namespaces["user"]
     if in_user_namespace:
@@ -119,6 +126,32 @@ def read_to_eof(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def read_report(errors: int, on_hooks=None) -> bytes:
+    """Read what create's child says, to EOF: READY, or its error. If it pauses for the hooks
+    (HOOKS, before pivot_root), `on_hooks()` runs them and lets it go on."""
+    first = os.read(errors, 65536)
+    if first == HOOKS and on_hooks:
+        try:
+            on_hooks()
+        except BaseException:
+            os.close(errors)
+            raise
+        first = b""
+    return first + read_to_eof(errors)
+
+
+# --8<-- [start:pause-for-hooks]
+def _pause_for_hooks(resume: int) -> None:
+    """In the child, its mounts made and its root not yet pivoted: let the runtime run prestart,
+    createRuntime and createContainer now, as runc's init does (a createContainer hook then still
+    sees the host's files, and may mount into the rootfs), and wait for its go."""
+    os.write(proc.error_pipe, HOOKS)
+    if os.read(resume, 2) != b"go":
+        os._exit(EXIT_ENGINE)  # a hook failed (or the runtime died): the runtime undoes the rest
+    os.close(resume)
+# --8<-- [end:pause-for-hooks]
+
+
 def raise_reported(data: bytes) -> None:
     """Raise the child's error as Docker reports it: its message and exit code (125, 126, 127)."""
     try:
@@ -139,8 +172,9 @@ def wait_for_exec(pid: int, errors: int) -> int:
     raise_reported(data)
 
 
-def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_start) -> None:
-    """In the child, now PID 1 of its PID namespace: isolate, build the root, wait, exec."""
+def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_start, pause=None) -> None:
+    """In the child, now PID 1 of its PID namespace: isolate, build the root, wait, exec.
+    `pause()`: wait for the create-time hooks, just before pivot_root."""
     linux.set_role("container")
     namespaces = namespaces_of(spec)
     runtime_mount_ns = mount_namespace()  # where we came from: setup_rootfs must not touch it
@@ -161,7 +195,9 @@ def _become_container(spec: dict, bundle: str, stdio, cgroup, console, wait_for_
     if "network" in namespaces and not namespaces["network"]:
         linux.interface_up("lo")  # a new network namespace has only `lo`, and it is down
     if "mount" in namespaces and not namespaces["mount"]:
-        setup_rootfs(spec, bundle, runtime_mount_ns, cgroup)
+        setup_rootfs(spec, bundle, runtime_mount_ns, cgroup, before_pivot=pause)
+    elif pause:
+        pause()  # no root of our own to build: the hooks run now
     proc.start_process(spec["process"], stdio, console, init=spec.get("minidocker", {}).get("init", False),
                        wait_for_start=wait_for_start)
 
