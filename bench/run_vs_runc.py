@@ -50,14 +50,17 @@ def timed(commands: dict[str, tuple[list[str], dict | None]], runs: int) -> dict
     return times
 
 
-def runc_bundle(work: str, rootfs: str) -> str:
+def runc_bundle(work: str, rootfs: str, args=("true",), cgroups_path: str | None = None) -> str:
+    """A bundle as `runc spec` makes it, on `rootfs`, running `args` (bench/runtime_calls.py too)."""
     bundle = os.path.join(work, "bundle")
     os.makedirs(bundle)
     subprocess.run(["runc", "spec"], cwd=bundle, check=True)
     with open(os.path.join(bundle, "config.json")) as f:
         config = json.load(f)
     config["root"] = {"path": rootfs, "readonly": True}
-    config["process"].update(args=["true"], terminal=False)
+    config["process"].update(args=list(args), terminal=False)
+    if cgroups_path:
+        config["linux"]["cgroupsPath"] = cgroups_path
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f)
     return bundle

@@ -15,7 +15,6 @@ dirs and the cgroups (`/minidocker/bench-PID`) are the bench's own, removed at t
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -30,22 +29,9 @@ sys.path.insert(0, REPO)
 import harness  # noqa: E402
 from minidocker import linux  # noqa: E402
 from minidocker import rootfs as busybox  # noqa: E402
+from run_vs_runc import runc_bundle  # noqa: E402 - bench/, this script's own directory
 
 CALLS = ["create", "start", "state", "kill", "delete", "delete --force", "--version"]
-
-
-def bundle_for(work: str, rootfs: str, cgroup: str) -> str:
-    bundle = os.path.join(work, "bundle")
-    os.makedirs(bundle)
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
-    with open(os.path.join(bundle, "config.json")) as f:
-        config = json.load(f)
-    config["root"] = {"path": rootfs, "readonly": True}
-    config["process"].update(args=["sleep", "1000"], terminal=False)
-    config["linux"]["cgroupsPath"] = cgroup  # one container at a time: the same path for each
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(config, f)
-    return bundle
 
 
 def one_life(runtime: list[str], root: str, bundle: str, container_id: str, env, times: dict) -> None:
@@ -84,7 +70,8 @@ def main() -> None:
     env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "md-pycache")
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # the created processes are ours to reap, as the shim's
     try:
-        bundle = bundle_for(work, busybox.build(os.path.join(work, "rootfs")), f"/{cgroup}/c")
+        # one container at a time: the same cgroup path for each
+        bundle = runc_bundle(work, busybox.build(os.path.join(work, "rootfs")), ["sleep", "1000"], f"/{cgroup}/c")
         runtimes = {"minidocker-runc": [minidocker_runc], "runc": ["runc"]}
         times: dict[str, dict[str, list[float]]] = {name: {} for name in runtimes}
         floor = []
