@@ -1,9 +1,13 @@
-"""minidocker/linux.py: the flag arithmetic and the errno mapping (the real calls are exercised
+"""minidocker.linux: the flag arithmetic and the errno mapping (the real calls are exercised
 by chapter 01, where the runtime uses them)."""
 
 import ctypes
 import errno
+import importlib
 import os
+import subprocess
+import sys
+import types
 
 import pytest
 from hypothesis import given, strategies as st
@@ -61,3 +65,22 @@ def test_a_real_failing_call_names_itself(tmp_path):
 
 def test_pivot_root_has_this_architectures_number():
     assert linux.SYS_PIVOT_ROOT == {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, linux.SYS_PIVOT_ROOT)
+
+
+
+def test_chapter_08_calls_load_on_first_use():
+    # In a fresh interpreter: in this one, other tests may have loaded them already.
+    code = ("import sys; from minidocker import linux; "
+            "assert not [m for m in sys.modules if m.startswith('minidocker.linux.')]; linux.capset; "
+            "assert [m for m in sys.modules if m.startswith('minidocker.linux.')] == ['minidocker.linux.capabilities']")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+@pytest.mark.parametrize("module", sorted(linux._LATER))
+def test_every_public_name_of_a_chapter_08_module_is_a_name_of_linux(module):
+    sub = importlib.import_module(f"minidocker.linux.{module}")
+    core = {name for name in vars(linux) if name not in linux._HOME}  # what the submodules import
+    public = {name for name, value in vars(sub).items()
+              if not name.startswith("_") and not isinstance(value, types.ModuleType) and name not in core}
+    assert public == set(linux._LATER[module]), "linux._LATER must list exactly the module's names"
+    assert all(getattr(linux, name) is getattr(sub, name) for name in public)

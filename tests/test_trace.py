@@ -1,4 +1,4 @@
-"""minidocker/linux.py's trace: every call through the syscall seam prints one line, in words,
+"""minidocker.linux's trace: every call through the syscall seam prints one line, in words,
 with its result and the process that made it (DESIGN.md, "Trace"). The CLI's --trace is tested
 with the CLI; here the seam itself, called directly (as root: some calls are real)."""
 
@@ -285,7 +285,7 @@ def test_one_call_is_one_line_whatever_its_arguments(tmp_path_factory, value):
 
 
 def test_the_environment_turns_it_on_at_import():
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(linux.__file__)))
+    package_root = os.path.abspath(os.path.join(os.path.dirname(linux.__file__), "..", ".."))  # holds minidocker/
     code = "from minidocker import linux\ntry:\n    linux.umount2('/nonexistent-md', linux.MNT_DETACH)\nexcept OSError:\n    pass"
     env = {**os.environ, "MINIDOCKER_TRACE": "1", "PYTHONPATH": package_root}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)

@@ -13,6 +13,10 @@ strace would, with the process that made it, its arguments in words and its resu
     [minidocker 4242] unshare(CLONE_NEWPID) = 0
     [container pid 1 (host 4250)] mount(NULL, "/", NULL, MS_REC|MS_PRIVATE, NULL) = 0
     [container pid 1 (host 4250)] pivot_root(".", ".") = -1 EINVAL (Invalid argument)
+
+This file is the core: the trace, and the calls of chapters 01 to 05. Chapter 08's hardening
+calls each have a module of their own beside it (capabilities.py, bpf.py, userns.py, seccomp.py,
+mountapi.py, memfd.py), built on the helpers here, and are still reached as linux.capset & co.
 """
 
 import ctypes
@@ -309,12 +313,16 @@ def _c(path):
 @_traced(lambda flags: flag_names(flags, CLONE_FLAGS))
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces (for CLONE_NEWPID: its *next child* only)."""
+    if flags & CLONE_NEWUSER:
+        _load_later()
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare", hex(flags))
 
 
 @_traced(lambda fd, nstype=0: f"{_fd_target(fd)}, {flag_names(nstype, CLONE_FLAGS)}")
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace that `fd` (an open /proc/PID/ns/* file) refers to."""
+    if not nstype or nstype & (CLONE_NEWNS | CLONE_NEWUSER):  # 0: a namespace of any type
+        _load_later()
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, hex(nstype))
 
 
@@ -335,6 +343,7 @@ def umount2(target, flags: int = 0) -> None:
 @_traced(lambda new_root, put_old: f"{_quote(new_root)}, {_quote(put_old)}")
 def pivot_root(new_root, put_old) -> None:
     """Make `new_root` the root mount and move the old root to `put_old` (see runtime/rootfs.py)."""
+    _load_later()
     _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), _c(new_root), _c(put_old)), "pivot_root", new_root, put_old)
 
 
@@ -415,96 +424,6 @@ def readlinkat(dirfd: int, name) -> str:
         raise _error(e.errno, "readlinkat", dirfd, name) from None
 
 
-# ---------------------------------------------------------------------------------------------
-# Capabilities (chapter 08): root's powers, one bit each, in five sets per thread
-#
-# The kernel checks a capability, not uid 0: mount(2) asks for CAP_SYS_ADMIN, chown(2) for
-# CAP_CHOWN. Each thread has five 64-bit sets (capabilities(7)): bounding (the most it can ever
-# get back at an exec), permitted (what it may use), effective (what the kernel checks now),
-# inheritable and ambient (what it may pass on to a program it execs). /proc/PID/status shows
-# them as CapBnd, CapPrm, CapEff, CapInh and CapAmb, in hex.
-
-# The bit numbers, from <linux/capability.h>: ABI, they never change. Kernel 5.9 knows all 41.
-CAPABILITIES = {name: number for number, name in enumerate([
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"])}
-CAPABILITY_BITS = {name: 1 << number for name, number in CAPABILITIES.items()}  # for flag_names
-
-# prctl(2) options for the per-thread capability state (not in PR_ above: their own table).
-CAP_PRCTL_OPTIONS = {"PR_SET_KEEPCAPS": 8, "PR_CAPBSET_READ": 23, "PR_CAPBSET_DROP": 24, "PR_CAP_AMBIENT": 47}
-PR_SET_KEEPCAPS, PR_CAPBSET_READ, PR_CAPBSET_DROP, PR_CAP_AMBIENT = CAP_PRCTL_OPTIONS.values()
-AMBIENT_OPERATIONS = {"PR_CAP_AMBIENT_IS_SET": 1, "PR_CAP_AMBIENT_RAISE": 2, "PR_CAP_AMBIENT_LOWER": 3,
-                      "PR_CAP_AMBIENT_CLEAR_ALL": 4}
-PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_LOWER, PR_CAP_AMBIENT_CLEAR_ALL = AMBIENT_OPERATIONS.values()
-
-# capget/capset take a header (which version of the ABI, which thread: 0 is "me") and, in version
-# 3, two {effective, permitted, inheritable} words of 32 bits: capabilities 0-31, then 32-63.
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-def capability_names(mask: int) -> str:
-    """A set in words: CAP_CHOWN|CAP_KILL (0 for the empty set)."""
-    return flag_names(mask, CAPABILITY_BITS)
-
-
-def _capability_name(number: int) -> str:
-    return next((name for name, n in CAPABILITIES.items() if n == number), str(number))
-
-
-def _cap_prctl_words(option: int, arg2: int = 0, arg3: int = 0) -> str:
-    words = [_option_name(option, CAP_PRCTL_OPTIONS)]
-    if option == PR_CAP_AMBIENT:
-        words.append(_option_name(arg2, AMBIENT_OPERATIONS))
-        if arg2 != PR_CAP_AMBIENT_CLEAR_ALL:
-            words.append(_capability_name(arg3))
-    elif option in (PR_CAPBSET_READ, PR_CAPBSET_DROP):
-        words.append(_capability_name(arg2))
-    else:
-        words.append(str(arg2))
-    return ", ".join(words)
-
-
-@_traced(_cap_prctl_words, name="prctl")
-def cap_prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
-    """prctl(2) for capabilities: PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_SET_KEEPCAPS... Returns the
-    kernel's answer (PR_CAPBSET_READ: 1 if the capability is in the bounding set)."""
-    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), 0, 0),
-                  "prctl", option, arg2, arg3)
-
-
-def capget() -> tuple[int, int, int]:
-    """This thread's (effective, permitted, inheritable) sets, as 64-bit masks."""
-    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
-    return tuple(getattr(data[0], s) | getattr(data[1], s) << 32 for s in ("effective", "permitted", "inheritable"))
-
-
-@_traced(lambda effective, permitted, inheritable: "{_LINUX_CAPABILITY_VERSION_3, 0}, "
-         f"{{effective={capability_names(effective)}, permitted={capability_names(permitted)}, "
-         f"inheritable={capability_names(inheritable)}}}")
-def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """Set this thread's three sets. The kernel refuses (EPERM) a permitted bit we do not hold,
-    an effective bit outside the new permitted set, and an inheritable bit outside the bounding set."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)(*[_CapData(*((mask >> shift) & 0xFFFFFFFF for mask in (effective, permitted, inheritable)))
-                            for shift in (0, 32)])
-    _check(_libc.capset(ctypes.byref(header), data), "capset", hex(effective), hex(permitted), hex(inheritable))
-
-
 # Bringing a network interface up, as `ip link set lo up` does. The ioctl works on any socket of
 # this network namespace; the socket comes from libc (Python's socket module costs ~2 ms to import).
 AF_INET, SOCK_DGRAM, SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 2, 2, 0x8913, 0x8914, 0x1
@@ -533,241 +452,62 @@ def fexecve(fd: int, args, env: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# bpf(2) (chapter 08): load a small program into the kernel, and hang it on a cgroup
+# Chapter 08's calls: in modules of their own, loaded on first use
 #
-# eBPF is the kernel's own instruction set: a program is an array of 8-byte instructions, checked
-# by the kernel's verifier (no loop it cannot bound, no read outside its context) before it may
-# run. cgroup v2 has no devices.allow file: the device cgroup there *is* such a program, run on
-# every open and mknod of a device node (minidocker/cgroups/devices_bpf.py builds it). One
-# syscall, bpf(cmd, attr, size), does everything; `attr` is a union whose fields depend on cmd.
-SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280}[os.uname().machine]
-BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8  # the two commands we need of bpf(2)'s ~40
-BPF_PROG_TYPE_CGROUP_DEVICE = 15  # the program's type says what it may see: here a device's numbers
-BPF_CGROUP_DEVICE = 6  # where it is attached: the device check of a cgroup
-BPF_F_ALLOW_MULTI = 2  # our program runs beside the parents' (systemd's), and all must say yes
-BPF_PROG_TYPES, BPF_ATTACH_TYPES = {"BPF_PROG_TYPE_CGROUP_DEVICE": 15}, {"BPF_CGROUP_DEVICE": 6}  # for the trace
-BPF_ATTACH_FLAGS = {"BPF_F_ALLOW_OVERRIDE": 1, "BPF_F_ALLOW_MULTI": 2}
-_BPF_ATTR_SIZE = 120  # union bpf_attr; the kernel reads the fields it knows, the rest must be 0
+# Most processes that import this package make no chapter-08 call (the engine's, the daemon's,
+# the runtime's around a container's), so a module here is imported only when one of its names is
+# first asked for (PEP 562's module __getattr__): linux.capset works as if defined above. The
+# container's own process loads them all before pivot_root: see _load_later.
+_LATER = {
+    "capabilities": ("CAPABILITIES", "CAPABILITY_BITS", "CAP_PRCTL_OPTIONS", "PR_SET_KEEPCAPS", "PR_CAPBSET_READ",
+                     "PR_CAPBSET_DROP", "PR_CAP_AMBIENT", "AMBIENT_OPERATIONS", "PR_CAP_AMBIENT_IS_SET",
+                     "PR_CAP_AMBIENT_RAISE", "PR_CAP_AMBIENT_LOWER", "PR_CAP_AMBIENT_CLEAR_ALL",
+                     "capability_names", "cap_prctl", "capget", "capset"),
+    "bpf": ("SYS_BPF", "BPF_PROG_LOAD", "BPF_PROG_ATTACH", "BPF_PROG_TYPE_CGROUP_DEVICE", "BPF_CGROUP_DEVICE",
+            "BPF_F_ALLOW_MULTI", "BPF_PROG_TYPES", "BPF_ATTACH_TYPES", "BPF_ATTACH_FLAGS",
+            "bpf_prog_load", "bpf_prog_attach"),
+    "userns": ("write_id_map", "deny_setgroups", "SYS_CLONE", "CLONE_PARENT", "fork_as_sibling",
+               "NS_GET_USERNS", "owning_user_namespace"),
+    "seccomp": ("SYS_SECCOMP", "SECCOMP_SET_MODE_FILTER", "SECCOMP_OPERATIONS", "SECCOMP_FILTER_FLAGS",
+                "seccomp_set_mode_filter"),
+    "mountapi": ("SYS_FSOPEN", "SYS_FSCONFIG", "SYS_FSMOUNT", "FSOPEN_CLOEXEC", "FSMOUNT_CLOEXEC",
+                 "FSCONFIG_SET_STRING", "FSCONFIG_CMD_CREATE", "MOUNT_ATTRS", "MOUNT_ATTR_RDONLY",
+                 "MOUNT_ATTR_NOSUID", "MOUNT_ATTR_NODEV", "MOUNT_ATTR_NOEXEC",
+                 "fsopen", "fsconfig_set_string", "fsconfig_create", "fsmount"),
+    "memfd": ("MEMFD_FLAGS", "SEALS", "F_SEAL_SEAL", "F_SEAL_SHRINK", "F_SEAL_GROW", "F_SEAL_WRITE",
+              "memfd_create", "add_seals"),
+}
+_HOME = {name: module for module, names in _LATER.items() for name in names}
 
 
-def _bpf(cmd: int, attr) -> int:
-    return _libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(len(attr)))
+def _load(module: str) -> None:
+    """Import one of the modules above, and keep all its names here: the next linux.X of any of
+    them is a plain lookup again, not a call of __getattr__."""
+    __import__(f"{__name__}.{module}")  # which also sets globals()[module] to the submodule
+    globals().update((name, getattr(globals()[module], name)) for name in _LATER[module])
 
 
-@_traced(lambda prog_type, instructions, license="GPL", name="":
-         f"BPF_PROG_LOAD, {{prog_type={_option_name(prog_type, BPF_PROG_TYPES)}, insn_cnt={len(instructions) // 8}, "
-         f"license={_quote(license)}, prog_name={_quote(name)}}}", name="bpf")
-def bpf_prog_load(prog_type: int, instructions: bytes, license: str = "GPL", name: str = "") -> int:
-    """Load a program (its instructions, 8 bytes each); returns its fd. When the verifier
-    refuses it, the OSError carries the verifier's own log: which instruction, and why."""
-    code, lic = ctypes.create_string_buffer(instructions, len(instructions)), ctypes.create_string_buffer(license.encode())
-
-    def attempt(log=None):
-        attr = ctypes.create_string_buffer(_BPF_ATTR_SIZE)
-        struct.pack_into("=IIQQ", attr, 0, prog_type, len(instructions) // 8,
-                         ctypes.addressof(code), ctypes.addressof(lic))
-        if log is not None:  # log_level 1, log_size, log_buf: the verifier writes what it saw
-            struct.pack_into("=IIQ", attr, 24, 1, len(log), ctypes.addressof(log))
-        struct.pack_into("16s", attr, 48, name.encode()[:15])
-        return _bpf(BPF_PROG_LOAD, attr)
-
-    fd = attempt()
-    if fd == -1:
-        err, log = ctypes.get_errno(), ctypes.create_string_buffer(1 << 16)
-        attempt(log)  # the same load again, now with a log, to say why
-        lines = log.value.decode(errors="replace").strip().splitlines()
-        # The verifier walks the program and stops at the first fault: the last lines before its
-        # statistics ("processed N insns...") say which instruction, and what is wrong with it.
-        detail = [line for line in lines if not line.startswith("processed ")][-2:]
-        raise OSError(err, f"bpf(BPF_PROG_LOAD): {os.strerror(err)} [{errno_names.errorcode.get(err, err)}]"
-                      + (f": {' / '.join(detail)}" if detail else ""))
-    return fd
+def __getattr__(name: str):
+    """Called only for a name not found in this module's globals."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _load(_HOME[name])
+    return globals()[name]
 
 
-@_traced(lambda target_fd, prog_fd, attach_type, flags=0:
-         f"BPF_PROG_ATTACH, {{target_fd={_fd_target(target_fd)}, attach_bpf_fd={prog_fd}, "
-         f"attach_type={_option_name(attach_type, BPF_ATTACH_TYPES)}, "
-         f"attach_flags={flag_names(flags, BPF_ATTACH_FLAGS)}}}", name="bpf")
-def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
-    """Attach a loaded program to `target_fd` (for a cgroup program: the cgroup's directory, open).
-    The cgroup holds the program from then on: closing our fd does not unload it."""
-    attr = ctypes.create_string_buffer(_BPF_ATTR_SIZE)
-    struct.pack_into("=IIII", attr, 0, target_fd, prog_fd, attach_type, flags)
-    _check(_bpf(BPF_PROG_ATTACH, attr), "bpf", "BPF_PROG_ATTACH", target_fd, prog_fd, attach_type)
+def _load_later() -> None:
+    """Import all of them now, in a process about to lose sight of the host's files (pivot_root,
+    setns into a mount namespace) or its right to read them (a user namespace, whose root is
+    another uid on the host: unshare or setns). After that, `import` cannot load them, and the
+    container's process still calls capset and seccomp on its way to exec."""
+    for module, names in _LATER.items():
+        if names[0] not in globals():
+            _load(module)
 
 
-# ---------------------------------------------------------------------------------------------
-# User namespaces (chapter 08): who the container's root is on the host
-#
-# A user namespace has its own uids and gids, and a map from them to the parent's: the line
-# "0 100000 65536" of /proc/PID/uid_map says ids 0-65535 inside are 100000-165535 outside. Root
-# inside holds every capability, but only over what its namespace owns; to the host's kernel,
-# a file it creates belongs to 100000, and the host's own files are other people's. Each other
-# namespace (mount, pid, net...) is *owned* by the user namespace its creator was in, and the
-# kernel checks a capability in that owner: mounting proc needs CAP_SYS_ADMIN in the user
-# namespace that owns the PID namespace. See docs/08-hardening.md#user-namespaces.
+def __dir__():
+    return sorted({*globals(), *_HOME})
 
-@_traced(lambda pid, kind, mappings: f'"/proc/{pid}/{kind}", "'
-         + "\\n".join(f"{m['containerID']} {m['hostID']} {m['size']}" for m in mappings) + '"', name="write")
-def write_id_map(pid: int, kind: str, mappings: list[dict]) -> None:
-    """Write the uid_map or gid_map of process `pid` (the first in a new user namespace), in *one*
-    write(2), as the kernel requires: it takes a map once, whole, and never again. Each OCI
-    mapping {"containerID", "hostID", "size"} is one line "inside outside count"."""
-    text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
-    fd = os.open(f"/proc/{pid}/{kind}", os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())
-    except OSError as e:  # EPERM: an id we may not map; EINVAL: overlapping lines, or a second write
-        raise _error(e.errno, "write", f"/proc/{pid}/{kind}", text) from None
-    finally:
-        os.close(fd)
-
-
-def deny_setgroups(pid: int) -> None:
-    """"deny" in /proc/PID/setgroups: needed before an *unprivileged* writer may set gid_map (else
-    the process could drop a group that a file's mode denies it, and so gain access: CVE-2014-8989).
-    A runtime that is root in the parent namespace maps gids without it, as runc does."""
-    write_file(f"/proc/{pid}/setgroups", "deny")
-
-
-# clone(2) with CLONE_PARENT: a child whose parent is *our* parent, as runc's nsexec makes the
-# container's first process. By its number: glibc's clone() wants a function to run on a new stack.
-SYS_CLONE = {"x86_64": 56, "aarch64": 220, "armv7l": 120, "riscv64": 220}[os.uname().machine]
-CLONE_PARENT = 0x00008000
-
-
-@_traced(lambda: f"CLONE_PARENT|{signal.SIGCHLD.name}", name="clone")
-def fork_as_sibling() -> int:
-    """fork(), but the new process is our sibling: our parent waits for it and gets its SIGCHLD.
-    Returns 0 in the new process, its pid in ours. With a NULL stack the child runs on a copy of
-    ours, as after fork(); Python's own before/after-fork steps run around it, as in os.fork()."""
-    ctypes.pythonapi.PyOS_BeforeFork()
-    pid = _libc.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_ulong(CLONE_PARENT | signal.SIGCHLD), None, None, None, None)
-    err = ctypes.get_errno()
-    if pid == 0:
-        ctypes.pythonapi.PyOS_AfterFork_Child()
-    else:
-        ctypes.pythonapi.PyOS_AfterFork_Parent()
-    if pid == -1:
-        raise _error(err, "clone", "CLONE_PARENT|SIGCHLD")
-    return pid
-
-
-NS_GET_USERNS = 0xB701  # ioctl(2) on a namespace file: an fd of the user namespace that owns it
-
-
-@_traced(lambda path: f"{_quote(path)}, NS_GET_USERNS", name="ioctl")
-def owning_user_namespace(path) -> tuple[int, int]:
-    """The user namespace that owns the namespace file `path` (/proc/self/ns/net), as the
-    (device, inode) pair that names it; compare with os.stat("/proc/self/ns/user"). EPERM when
-    that owner is an ancestor of our user namespace: out of our sight."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        owner = fcntl.ioctl(fd, NS_GET_USERNS)
-    except OSError as e:
-        raise _error(e.errno, "ioctl", os.fsdecode(path), "NS_GET_USERNS") from None
-    finally:
-        os.close(fd)
-    try:
-        st = os.fstat(owner)
-        return st.st_dev, st.st_ino
-    finally:
-        os.close(owner)
-
-
-# ---------------------------------------------------------------------------------------------
-# seccomp(2) (chapter 08): a filter the kernel runs before each of this thread's system calls
-#
-# The filter is a classic BPF program (minidocker/security/bpf.py) passed as a struct sock_fprog:
-# its length in instructions and a pointer to them. The kernel copies it, checks it, and runs it
-# on every system call of this thread and of every process it starts, for good: there is no call
-# to remove a filter. Without no_new_privs it takes CAP_SYS_ADMIN (EACCES otherwise).
-SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "armv7l": 383, "riscv64": 277}[os.uname().machine]
-SECCOMP_SET_MODE_FILTER = 1  # seccomp(2)'s operations: 0 is the old strict mode (read, write, exit only)
-SECCOMP_OPERATIONS = {"SECCOMP_SET_MODE_STRICT": 0, "SECCOMP_SET_MODE_FILTER": 1}
-SECCOMP_FILTER_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
-                        "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-@_traced(lambda program, flags=0: f"SECCOMP_SET_MODE_FILTER, {flag_names(flags, SECCOMP_FILTER_FLAGS)}, "
-                                  f"{{len={len(program) // 8}, filter=...}}", name="seccomp")
-def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
-    """Load a filter (struct sock_filter[], 8 bytes each) on the calling thread."""
-    code = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.addressof(code))
-    _check(_libc.syscall(ctypes.c_long(SYS_SECCOMP), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
-                         ctypes.byref(fprog)), "seccomp", "SECCOMP_SET_MODE_FILTER", flags, f"{len(program) // 8} instructions")
-
-
-
-# ---------------------------------------------------------------------------------------------
-# The new mount API and sealed files (chapter 08, CVE-2019-5736): see minidocker/exeseal.py
-#
-# fsopen/fsconfig/fsmount (Linux 5.2) build a mount in steps, each a call on a file descriptor:
-# a filesystem context, its options one by one, the superblock, and a mount that is attached
-# nowhere (a "detached" mount, reached only through the fd fsmount returns). No glibc wrappers:
-# called by their numbers, the same on every architecture (late syscalls, 430 on).
-SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 430, 431, 432
-FSOPEN_CLOEXEC = FSMOUNT_CLOEXEC = 1
-FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 1, 6
-MOUNT_ATTRS = {"MOUNT_ATTR_RDONLY": 1, "MOUNT_ATTR_NOSUID": 2, "MOUNT_ATTR_NODEV": 4, "MOUNT_ATTR_NOEXEC": 8}
-MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = MOUNT_ATTRS.values()
-# memfd seals (fcntl F_ADD_SEALS): what may never again happen to the file, for anyone.
-SEALS = {"F_SEAL_SEAL": 1, "F_SEAL_SHRINK": 2, "F_SEAL_GROW": 4, "F_SEAL_WRITE": 8}
-F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = SEALS.values()
-
-
-@_traced(lambda fstype: f"{_quote(fstype)}, FSOPEN_CLOEXEC")
-def fsopen(fstype: str) -> int:
-    """A new filesystem context for `fstype`; returns its fd."""
-    return _check(_libc.syscall(ctypes.c_long(SYS_FSOPEN), _c(fstype), ctypes.c_uint(FSOPEN_CLOEXEC)),
-                  "fsopen", fstype)
-
-
-@_traced(lambda fs_fd, key, value: f"{fs_fd}, FSCONFIG_SET_STRING, {_quote(key)}, {_quote(value)}", name="fsconfig")
-def fsconfig_set_string(fs_fd: int, key: str, value: str) -> None:
-    """One option of the filesystem to be made: lowerdir=/usr/bin:/empty."""
-    _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fs_fd), ctypes.c_uint(FSCONFIG_SET_STRING),
-                         _c(key), _c(value), ctypes.c_int(0)), "fsconfig", fs_fd, key, value)
-
-
-@_traced(lambda fs_fd: f"{fs_fd}, FSCONFIG_CMD_CREATE, NULL, NULL, 0", name="fsconfig")
-def fsconfig_create(fs_fd: int) -> None:
-    """Make the superblock from the options given so far (the mount(2) of the new API)."""
-    _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fs_fd), ctypes.c_uint(FSCONFIG_CMD_CREATE),
-                         None, None, ctypes.c_int(0)), "fsconfig", fs_fd, "FSCONFIG_CMD_CREATE")
-
-
-@_traced(lambda fs_fd, attrs=0: f"{fs_fd}, FSMOUNT_CLOEXEC, {flag_names(attrs, MOUNT_ATTRS)}")
-def fsmount(fs_fd: int, attrs: int = 0) -> int:
-    """A detached mount of the context's superblock; returns its fd (the mount's root)."""
-    return _check(_libc.syscall(ctypes.c_long(SYS_FSMOUNT), ctypes.c_int(fs_fd), ctypes.c_uint(FSMOUNT_CLOEXEC),
-                                ctypes.c_uint(attrs)), "fsmount", fs_fd, attrs)
-
-
-MEMFD_FLAGS = {"MFD_CLOEXEC": os.MFD_CLOEXEC, "MFD_ALLOW_SEALING": os.MFD_ALLOW_SEALING}
-
-
-@_traced(lambda name, flags: f"{_quote(name)}, {flag_names(flags, MEMFD_FLAGS)}")
-def memfd_create(name: str, flags: int) -> int:
-    """A file that lives in memory only, with no path; returns its fd."""
-    try:
-        return os.memfd_create(name, flags)
-    except OSError as e:
-        raise _error(e.errno, "memfd_create", name, flags) from None
-
-
-@_traced(lambda fd, seals: f"{_fd_target(fd)}, F_ADD_SEALS, {flag_names(seals, SEALS)}", name="fcntl")
-def add_seals(fd: int, seals: int) -> None:
-    """Seal a memfd: from now on the kernel refuses, to every process, what the seals name."""
-    try:
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
-    except OSError as e:
-        raise _error(e.errno, "fcntl", fd, "F_ADD_SEALS", seals) from None
 
 if os.environ.get("MINIDOCKER_TRACE"):  # the same rule as MINIDOCKER_DEBUG: set and not empty
     try:
