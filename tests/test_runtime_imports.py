@@ -3,7 +3,7 @@
 containerd's shim starts a runtime process for every call, and for a Python runtime most of a
 call is the interpreter's start and its imports (docs/09-runtime.md#the-benchmark). So the
 commands that do not make a process must not import the code that does (spawn.py, process.py,
-rootfs.py, mounts.py, security/), nor linux.py's ctypes, nor the device rules' BPF assembler.
+rootfs.py, mounts.py, security/), nor minidocker.linux's ctypes, nor the device rules' BPF assembler.
 """
 
 import json

@@ -50,7 +50,7 @@ def write(path: str, value) -> None:
     """One write(2) of the whole value, through linux.write_file (so `--trace` shows it): cgroupfs
     parses each write on its own, so a buffered file that split "1234" into two writes would move
     pid 12 and then pid 34."""
-    # Imported at the first write, not at the top: linux.py loads ctypes, and `state`, `start` and
+    # Imported at the first write, not at the top: minidocker.linux loads ctypes, and `state`, `start` and
     # `kill`, each a process of its own under containerd's shim, only read a cgroup's files.
     from minidocker import linux
 

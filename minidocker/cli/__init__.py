@@ -109,7 +109,7 @@ def build_parser(*words: str) -> Parser:
     parser = Parser(prog="minidocker", description="A small Docker, for learning how containers work.")
     parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
     parser.add_argument("--trace", action="store_true",
-                        help="print every syscall made through minidocker/linux.py, as it happens")
+                        help="print every syscall made through minidocker/linux/, as it happens")
     parser.add_argument("-H", "--host", dest="daemon_host", metavar="HOST",
                         help="be a client of the daemon at unix:///PATH or tcp://127.0.0.1:PORT (or $MINIDOCKER_HOST)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

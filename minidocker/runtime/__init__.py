@@ -39,7 +39,7 @@ __all__ = ["StartError", "create", "default_root", "delete", "exec_process", "ex
            "list_containers", "process_start_time", "run", "start", "state", "stats"]
 
 # Three names come from the code that makes processes (process.py, spawn.py, and through them
-# rootfs.py, mounts.py, linux.py): they are imported on first use, not here. `minidocker-runc
+# rootfs.py, mounts.py, linux/): they are imported on first use, not here. `minidocker-runc
 # state` (and start, kill, delete), a process of its own at each call of containerd's shim,
 # imports this package and must not pay for what only create and exec use.
 _LAZY = {"StartError": "process", "exit_code": "process", "join": "spawn"}

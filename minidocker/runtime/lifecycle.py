@@ -3,7 +3,7 @@
 The state of a container lives in `<root>/<id>/`: state.json and exec.fifo (statedir.py).
 
 Only create and exec make a process, and only they need the code that does it (spawn.py and,
-through it, process.py, rootfs.py, mounts.py, linux.py): they import it when they are called.
+through it, process.py, rootfs.py, mounts.py, linux/): they import it when they are called.
 Under containerd each of these commands is a process of its own, and `start`, `state`, `kill` and
 `delete` must not pay at every call for imports that only `create` uses.
 See minidocker/runtime/__init__.py for the story, docs/01-isolation.md#the-runtime for the page.

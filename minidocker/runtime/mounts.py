@@ -15,7 +15,7 @@ from minidocker import linux
 from minidocker.errors import EXIT_ENGINE
 from minidocker.runtime.process import StartError
 
-# Flags that linux.py has no name for (they matter little to a container, but runc knows them).
+# Flags that minidocker.linux has no name for (they matter little to a container, but runc knows them).
 MS_MANDLOCK, MS_SILENT, MS_POSIXACL, MS_I_VERSION, MS_LAZYTIME = 64, 1 << 15, 1 << 16, 1 << 23, 1 << 25
 
 # option -> (clear?, bit): "ro" sets MS_RDONLY, "rw" clears it. The same table as runc's.
