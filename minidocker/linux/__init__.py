@@ -6,7 +6,7 @@ same arguments the man pages describe, and when a call returns -1 we read errno 
 OSError that names the syscall and its arguments. That message is what a learner sees when, say,
 pivot_root answers EINVAL, so it must say *which* call failed *with what*.
 
-Every call that changes what a container is goes through this module, which makes it the place
+Every call that changes what a container is goes through this package, which makes it the place
 to watch them: with `minidocker --trace` (or MINIDOCKER_TRACE=1) each call prints one line, as
 strace would, with the process that made it, its arguments in words and its result:
 
@@ -314,7 +314,7 @@ def _c(path):
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces (for CLONE_NEWPID: its *next child* only)."""
     if flags & CLONE_NEWUSER:
-        _load_later()
+        _load_later()  # while our files are still ours to read (see _load_later, at the end)
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare", hex(flags))
 
 
@@ -322,7 +322,7 @@ def unshare(flags: int) -> None:
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace that `fd` (an open /proc/PID/ns/* file) refers to."""
     if not nstype or nstype & (CLONE_NEWNS | CLONE_NEWUSER):  # 0: a namespace of any type
-        _load_later()
+        _load_later()  # while the host's files are still in sight (see _load_later, at the end)
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, hex(nstype))
 
 
@@ -343,7 +343,7 @@ def umount2(target, flags: int = 0) -> None:
 @_traced(lambda new_root, put_old: f"{_quote(new_root)}, {_quote(put_old)}")
 def pivot_root(new_root, put_old) -> None:
     """Make `new_root` the root mount and move the old root to `put_old` (see runtime/rootfs.py)."""
-    _load_later()
+    _load_later()  # while the host's files are still in sight (see _load_later, at the end)
     _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), _c(new_root), _c(put_old)), "pivot_root", new_root, put_old)
 
 
