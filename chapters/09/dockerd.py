@@ -134,8 +134,12 @@ class Dockerd:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dockerd exited {self.process.returncode}:\n{self.read_log()}")
-            if os.path.exists(self.sock) and self.docker("version", timeout=5).returncode == 0:
-                return
+            if os.path.exists(self.sock):
+                try:  # the whole wait's time left: on an emulated machine one answer takes seconds
+                    if self.docker("version", timeout=max(1.0, deadline - time.monotonic())).returncode == 0:
+                        return
+                except subprocess.TimeoutExpired:
+                    break
             time.sleep(0.05)
         raise RuntimeError(f"dockerd did not answer in {timeout} s:\n{self.read_log()}")
 
