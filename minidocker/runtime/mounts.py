@@ -146,7 +146,9 @@ def owns_network_namespace() -> bool:
 def bind_host_sys(target: str, flags: int) -> None:
     """/sys when a fresh sysfs is refused: the kernel lets only a network namespace's owner mount
     one (sysfs shows the namespace's interfaces). Bind the host's /sys instead, read-only, as runc
-    does: what it shows of the network is the host's, but nothing in it can be changed."""
+    does: what it shows of the network is the host's, but nothing in it can be changed.
+    Recursively: in a user namespace the kernel refuses (EINVAL) a bind that would uncover what
+    the host mounted below /sys (its cgroup tree...); mount_cgroup() covers that one."""
     make_mountpoint(target)
     linux.mount("/sys", target, None, linux.MS_BIND | linux.MS_REC)
     linux.mount(None, target, None, flags | linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
@@ -276,7 +278,16 @@ def mount_cgroup(target: str, flags: int, cgroup) -> None:
     hierarchies = [(p, t, o) for p, t, o in cgroup_mounts() if p.startswith("/sys/fs/cgroup")]
     if any(p == "/sys/fs/cgroup" and t == "cgroup2" for p, t, _ in hierarchies):
         make_mountpoint(target)
-        linux.mount("cgroup2", target, "cgroup2", flags)
+        try:
+            linux.mount("cgroup2", target, "cgroup2", flags)
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            # /sys is the host's, bound with the host's cgroup2 mount on it (bind_host_sys), and
+            # the kernel refuses a filesystem mounted again on its own mount point. A tmpfs in
+            # between makes the mount point another filesystem's; it also hides the host's tree.
+            linux.mount("tmpfs", target, "tmpfs", flags, "mode=755")
+            linux.mount("cgroup2", target, "cgroup2", flags)
         return
     hierarchies = [(p, t, o) for p, t, o in hierarchies if t == "cgroup"]  # v1's, as runc
     make_mountpoint(target)
