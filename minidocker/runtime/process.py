@@ -46,9 +46,12 @@ def load_locks(linux_seccomp: dict | None) -> None:
     commands that start processes pay for it; `state`, `start`, `kill` and `delete`, each a
     process of its own under containerd's shim, do not."""
     global capabilities, seccomp, exec_stub, seccomp_program
-    from minidocker.security import capabilities, seccomp
+    from minidocker.security import capabilities
     exec_stub = exeseal.sealed_stub()
-    seccomp_program = seccomp.program(linux_seccomp) if linux_seccomp else None
+    seccomp_program = None
+    if linux_seccomp:  # a spec with no filter (runc spec's) does without the compiler's import
+        from minidocker.security import seccomp
+        seccomp_program = seccomp.program(linux_seccomp)
 
 
 error_pipe = -1  # in a child before exec: where its errors go (the error pipe or exec.fifo, see spawn.py)
