@@ -11,6 +11,7 @@ X32_BIT = 0x40000000
 AUDIT = {"x86_64": 0xC000003E, "x86": 0x40000003, "aarch64": 0xC00000B7}
 KILL_PROCESS, KILL_THREAD, TRAP, ERRNO, TRACE, LOG, ALLOW = (
     0x80000000, 0, 0x30000, 0x50000, 0x7FF00000, 0x7FFC0000, 0x7FFF0000)
+ENOSYS = 38
 ACTIONS = {"SCMP_ACT_KILL": KILL_THREAD, "SCMP_ACT_KILL_THREAD": KILL_THREAD, "SCMP_ACT_KILL_PROCESS": KILL_PROCESS,
            "SCMP_ACT_TRAP": TRAP, "SCMP_ACT_ERRNO": ERRNO, "SCMP_ACT_TRACE": TRACE, "SCMP_ACT_LOG": LOG,
            "SCMP_ACT_ALLOW": ALLOW}
@@ -66,8 +67,15 @@ def expected(linux_seccomp: dict, tables: dict, arch: str, nr: int, args) -> int
         arch = "x32"
     if arch not in arches:
         return KILL_PROCESS
+    named = set()
     for rule in linux_seccomp.get("syscalls") or []:
         numbers = {tables[arch][name] for name in rule["names"] if name in tables[arch]}
+        named |= numbers
         if nr in numbers and all(holds(c, args) for c in rule.get("args") or []):
             return answer(rule["action"], rule.get("errnoRet"))
-    return answer(linux_seccomp["defaultAction"], linux_seccomp.get("defaultErrnoRet"))
+    default = answer(linux_seccomp["defaultAction"], linux_seccomp.get("defaultErrnoRet"))
+    # runc's: a call newer than every one named fails ENOSYS, unless the default lets calls
+    # through (allow, log, trace) or is ENOSYS already.
+    if named and nr > max(named) and default & 0xFFFF0000 not in (ALLOW, LOG, TRACE) and default != ERRNO | ENOSYS:
+        return ERRNO | ENOSYS
+    return default

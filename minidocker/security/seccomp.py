@@ -38,6 +38,7 @@ SECCOMP_RET_ALLOW = 0x7FFF0000
 RETURNS = {value: name for name, value in globals().items() if name.startswith("SECCOMP_RET_")}
 
 EPERM = 1
+ENOSYS = 38  # "function not implemented": what a kernel too old for a call answers
 
 # The OCI names (libseccomp's) of the actions.
 ACTIONS = {"SCMP_ACT_KILL": SECCOMP_RET_KILL_THREAD, "SCMP_ACT_KILL_THREAD": SECCOMP_RET_KILL_THREAD,
@@ -211,8 +212,9 @@ def rule_code(number: int, conditions: list[dict], action: int) -> list:
     # --8<-- [end:ex-08-seccomp-rule]
 
 
-def _rules_code(syscalls: list[dict], table: dict[str, int], default: int) -> list:
-    """Every rule, in order (the first that matches answers), then the default action.
+def _rules_code(syscalls: list[dict], table: dict[str, int], default: int, newer_enosys: bool = False) -> list:
+    """Every rule, in order (the first that matches answers), then the default action; with
+    `newer_enosys`, ENOSYS instead for a call newer than every one the profile names.
 
     Calls without argument conditions that share an action share one `return`: a run of
     "if nr == N goto allow" (a conditional jump reaches 255 ahead: runs of at most 200)."""
@@ -242,7 +244,21 @@ def _rules_code(syscalls: list[dict], table: dict[str, int], default: int) -> li
                 flush()
             run.append(number)
     flush()
+    newest = max((table[name] for rule in syscalls for name in rule["names"] if name in table), default=None)
+    if newer_enosys and newest is not None:
+        # runc's -ENOSYS stub: a call the profile's authors could not know (newer than every call
+        # it names) fails as on a kernel that lacks it, so that a program falls back to an older
+        # call (glibc's clone3 -> clone) instead of taking EPERM for a refusal.
+        newer = Label("newer")
+        return code + [jump(bpf.BPF_JGT, newest, true=newer), ret(default), newer, ret(SECCOMP_RET_ERRNO | ENOSYS)]
     return code + [ret(default)]
+
+
+def answers_enosys_for_newer(linux_seccomp: dict) -> bool:
+    """runc's rule for its -ENOSYS stub: not when the default lets a call through (allow, log,
+    trace), nor when the default is ENOSYS already."""
+    return (linux_seccomp["defaultAction"] not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE")
+            and linux_seccomp.get("defaultErrnoRet") != ENOSYS)
 
 
 # --8<-- [start:compile-filter]
@@ -278,7 +294,8 @@ def compile_filter(linux_seccomp: dict) -> list[bpf.Instruction]:
     for tables in sections.values():
         for table, label in tables.items():
             code += [label, load(bpf.SECCOMP_DATA_NR),
-                     *_rules_code(linux_seccomp.get("syscalls") or [], SYSCALLS[table], default)]
+                     *_rules_code(linux_seccomp.get("syscalls") or [], SYSCALLS[table], default,
+                                  answers_enosys_for_newer(linux_seccomp))]
     return bpf.assemble(code)
 # --8<-- [end:compile-filter]
 
