@@ -155,4 +155,6 @@ def test_the_disassembler_names_calls_and_actions():
     text = seccomp.disassemble(seccomp.compile_filter(linux_seccomp))
     assert "A = arch" in text and "# SCMP_ARCH_X86_64" in text and "return KILL_PROCESS" in text
     assert "# personality" in text and "A = args[0] >> 32" in text and "return ERRNO(38)" in text
-    assert text.rstrip().endswith("return ERRNO(1)")
+    returns = [line.rstrip() for line in text.splitlines() if "return " in line]
+    # A section ends with the default, EPERM, and ENOSYS for a call newer than the profile (runc's).
+    assert returns[-2].endswith("return ERRNO(1)") and returns[-1].endswith("return ERRNO(38)"), returns[-2:]
