@@ -113,10 +113,11 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
         # If whoever started us dies (the supervisor, SIGKILLed), the kernel signals us: no
         # orphans. It is set after setuid because a change of credentials clears it.
         linux.prctl(linux.PR_SET_PDEATHSIG, parent_death_signal)
+    # Looked up before the wait: a command that is not there is create's error, not start's, as
+    # runc's (an engine learns it at once).
+    environment = environment_of(process["env"])
+    program = find_program(process["args"][0], environment)
     if wait_for_start:
-        # A command that is not there is create's error, not start's: runc looks it up before
-        # it waits, so that `create` fails (and an engine learns it at once).
-        find_program(process["args"][0], environment_of(process["env"]))
         wait_for_start()
     if seccomp_program and no_new_privileges:
         seccomp.install(seccomp_program)  # as late as may be: the fewer calls it must allow
@@ -125,7 +126,7 @@ def start_process(process: dict, stdio, console, init: bool, wait_for_start=None
         # long as the container runs (a traced `run -d --init` would hold its caller's pipe).
         linux.disable_trace()
         run_init(process["args"], process["env"])
-    execute(process["args"], process["env"])
+    exec_through_stub(program, process["args"], environment)
 
 
 parent_death_signal = 0  # set by the runtime in the child: SIGKILL for the engine's containers
@@ -213,12 +214,16 @@ def find_program(name: str, environment: dict[str, str]) -> str:
     raise StartError(EXIT_NOT_FOUND, f'exec: "{name}": {where}')
 
 
-# --8<-- [start:execute]
 def execute(args: list[str], env: list[str]) -> None:
-    """Exec the command, with PATH searched in the *container's* environment. Not directly: through
-    the sealed exec stub, which execs it for us (CVE-2019-5736: minidocker/exeseal.py)."""
+    """Exec the command, with PATH searched in the *container's* environment."""
     environment = environment_of(env)
-    program = find_program(args[0], environment)
+    exec_through_stub(find_program(args[0], environment), args, environment)
+
+
+# --8<-- [start:execute]
+def exec_through_stub(program: str, args: list[str], environment: dict[str, str]) -> None:
+    """Exec `program` (found already) not directly, but through the sealed exec stub, which execs
+    it for us (CVE-2019-5736: minidocker/exeseal.py)."""
     # The stub reports a failed exec on our error pipe, then closes it on a good one: it must
     # stay open across our exec into the stub.
     os.set_inheritable(error_pipe, True)
