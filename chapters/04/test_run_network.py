@@ -93,8 +93,9 @@ def test_user_network_ip_inspect_ping_and_container_mode(md, network):
 
 def test_32_containers_at_once_get_distinct_addresses_that_answer(md, network):
     network("md-t-many")
+    names = [f"md-t-many{n}" for n in range(32)]  # a `run` that fails at start leaves its container, as Docker's
     with ThreadPoolExecutor(32) as pool:
-        outs = list(pool.map(lambda _: md("run", "-d", "--network", "md-t-many", "busybox", "sleep", "60"), range(32)))
+        outs = list(pool.map(lambda name: md("run", "-d", "--name", name, "--network", "md-t-many", "busybox", "sleep", "60"), names))
     ids = [o.stdout.strip() for o in outs if o.returncode == 0]
     try:
         assert len(ids) == 32, f"some `run -d` failed: {[harness.explain(o) for o in outs if o.returncode][:3]} ({HELP})"
@@ -105,7 +106,29 @@ def test_32_containers_at_once_get_distinct_addresses_that_answer(md, network):
             answered = list(pool.map(ping, ips))
         assert all(answered), f"no answer from {[ip for ip, ok in zip(ips, answered) if not ok]} ({HELP})"
     finally:
-        md("rm", "-f", *ids)
+        md("rm", "-f", *names)
+
+
+def test_the_sweep_asks_again_before_it_tears_a_namespace_down(md, network):
+    """Every command first sweeps what killed containers left: a namespace whose container has
+    no supervisor is torn down. But the command read the containers' states before it looked at
+    the namespaces, and a container may have started in between (32 `run -d` at once do that):
+    the sweep must read that container's state again, not tear a running container's network
+    down from a stale list."""
+    from minidocker.network import netns, sandbox
+
+    network("md-t-late")
+    out = md("run", "-d", "--network", "md-t-late", "busybox", "sleep", "30")
+    assert out.returncode == 0, harness.explain(out)
+    cid = out.stdout.strip()
+    try:
+        sandbox.sweep([])  # what a command saw whose list was read before this container existed
+        members = json.loads(md("network", "inspect", "md-t-late").stdout)[0]["Containers"]
+        assert cid in netns.existing() and cid in members, \
+            f"the sweep tore down the network of a container that runs ({HELP})"
+        assert ping(members[cid]["IPv4Address"].split("/")[0]), f"the container no longer answers ({HELP})"
+    finally:
+        md("rm", "-f", cid)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.12])

@@ -115,6 +115,15 @@ def all_containers() -> list[Container]:
     return found
 
 
+def supervised(container_id: str) -> bool:
+    """Whether the container's state names a supervisor now: read afresh, for the stale sweep,
+    which must not trust a list of containers read a moment earlier."""
+    try:
+        return bool(store.read_json(os.path.join(containers_dir(), container_id, "state.json")).get("SupervisorPid"))
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # no record: nothing supervises it
+
+
 def find(ref: str) -> Container:
     """A container by name, full id, or unique id prefix, as Docker resolves them."""
     everyone = all_containers()

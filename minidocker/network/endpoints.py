@@ -161,14 +161,16 @@ def teardown(container_id: str, record: dict | None = None) -> None:
             detach(container_id, record, net)
 
 
-def sweep(running: set[str]) -> None:
+def sweep(is_running) -> None:
     """The stale-resource sweep: tear down every namespace or endpoint whose container is not
     running (its supervisor was killed, or its record is gone), then ask N2's and N3's parts to
-    do the same for theirs."""
-    stale = set(netns.existing())
+    do the same for theirs. `is_running(container_id)` is asked after the listing, so that a
+    container that started while we listed is seen running (sandbox.sweep)."""
+    found = set(netns.existing())
     for net in networks.all():
-        stale |= set(networks.endpoints_of(net)) | set(ipam.allocations(networks.network_dir(net)).values())
-    for container_id in stale - running:
-        teardown(container_id)
+        found |= set(networks.endpoints_of(net)) | set(ipam.allocations(networks.network_dir(net)).values())
+    for container_id in found:
+        if not is_running(container_id):
+            teardown(container_id)
     firewall.cleanup_stale()
     dns.cleanup_stale()

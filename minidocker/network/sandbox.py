@@ -141,12 +141,18 @@ def down(c) -> None:
 def sweep(containers: list) -> None:
     """The stale-resource sweep, for any command that lists containers: a namespace file whose
     container has no live supervisor (killed, or its record gone) means a set-up or teardown
-    was cut short; tear it all down. One listdir when nothing is stale."""
+    was cut short; tear it all down. One listdir when nothing is stale.
+
+    `containers` were read before we look at the namespaces, so a container may have started in
+    between (or been created: 32 `run -d` at once do it). So a container that looks stale has its
+    state read again before anything of it goes: its supervisor records itself before up() makes
+    anything, so the fresh state of a container whose namespace we saw names its supervisor."""
     supervised = {c.id for c in containers if c.state.get("SupervisorPid")}
     if set(netns.existing()) - supervised:
+        from minidocker.container import records
         from minidocker.network import endpoints
 
-        endpoints.sweep(supervised)
+        endpoints.sweep(lambda container_id: container_id in supervised or records.supervised(container_id))
     else:  # a SIGKILLed DNS responder leaves no stale namespace behind: look for it every time
         from minidocker.network import dns
 
