@@ -374,8 +374,10 @@ def _bridges_named(rule: list[str]) -> list[str]:
 def cleanup_stale() -> None:
     """Remove the rules whose owner is gone: a container's, when its supervisor died (SIGKILL);
     a network's, when its bridge no longer exists. One iptables-save when there is nothing to do."""
-    links = set(os.listdir("/sys/class/net"))
     def edit(rules: Ruleset) -> None:
+        # Listed after the rules were read, not before: a network made in between has its bridge
+        # before its rules, so every rule read here whose bridge is missing is truly stale.
+        links = set(os.listdir("/sys/class/net"))
         for rule in rules.of("nat", DNAT_CHAIN):
             tag = _tag_of(rule)
             if tag and not _alive(tag[1]):
