@@ -99,7 +99,7 @@ def test_dot_slash_is_made_absolute_by_the_client():
        extra=st.sampled_from([None, "volume-nocopy", "tmpfs-size=64m", "tmpfs-mode=1770", "bind-propagation=rslave"]),
        target_key=st.sampled_from(["target", "dst", "destination"]))
 def test_mount_flag_keys_and_mixing_rules(kind, ro, extra, target_key):
-    fields = [f"type={kind}", f"{target_key}=/md"] + ([f"src=/tmp"] if kind == "bind" else [])
+    fields = [f"type={kind}", f"{target_key}=/md"] + (["src=/tmp"] if kind == "bind" else [])
     fields += [f for f in (ro, extra) if f]
     text = ",".join(fields)
     extra_kind = extra.split("-")[0] if extra else kind

@@ -149,7 +149,7 @@ def test_two_running_containers_share_a_volume_and_volumes_from(md, made, tmp_pa
     harness.wait_until(lambda: run(md, "--rm", "-v", f"{name}:/v", "busybox", "cat", "/v/f") == "2\n",
                        "the running writer seeing the reader's file")
     out = md(*RUN, "--rm", "--volumes-from", f"{writer}:ro", "busybox", "sh", "-c", "cat /v/f; ls -d /h; touch /v/x")
-    assert out.stdout == f"2\n/h\n" and "Read-only file system" in out.stderr, \
+    assert out.stdout == "2\n/h\n" and "Read-only file system" in out.stderr, \
         f"--volumes-from C:ro mounts C's volume and bind, read-only: {harness.explain(out)} ({DOCS})"
 
 

@@ -3,7 +3,6 @@ container, COPY/ADD as layers written from the context, metadata steps as empty-
 entries; multi-stage builds; ARG scoping; a failing RUN. Black-box through the CLI, each test in a
 store of its own; the built images are run and inspected. The COPY layer's copy at API level."""
 
-import gzip
 import importlib
 import io
 import os
@@ -54,7 +53,7 @@ def test_a_dockerfile_becomes_an_image_one_step_at_a_time(mdr, tmp_path):
     assert not any("Running in" in line for s in found if s is not run_step for line in s["lines"]), (
         f"only RUN runs a container: COPY and WORKDIR write their layer from files ({DOCS}#copy-and-add)")
     image_id = lab.built_id(out)
-    assert lines[-2:] == [f"Successfully tagged md-built:v1", "Successfully tagged md-built:latest"], lines[-3:]
+    assert lines[-2:] == ["Successfully tagged md-built:v1", "Successfully tagged md-built:latest"], lines[-3:]
     assert found[-1]["id"] == image_id
 
     # What the image holds, and how it runs.

@@ -16,7 +16,7 @@ as the image whose history and layers are a prefix of this one's (`parent_of`).
 import os
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from minidocker import store
 from minidocker.errors import MinidockerError
