@@ -264,6 +264,20 @@ def test_internal_network_refuses_outside_names(responder, upstream):
         f"with no upstream (an --internal network) an outside name is REFUSED, never forwarded, got {reply}")
 
 
+def test_a_taken_port_53_is_a_clear_error_that_names_its_holder(tmp_path, monkeypatch):
+    harness.need_root()  # port 53 is a privileged port
+    monkeypatch.setattr(dns, "BIND_PATIENCE", 0)  # no removed network's responder to wait for here
+    address = "127.213.0.1"  # all of 127/8 is loopback: clear of a resolver on 127.0.0.1 or 127.0.0.53
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((address, 53))
+        with pytest.raises(dns.MinidockerError) as failed:
+            dns._start(address, str(tmp_path))
+    assert failed.value.what == f"cannot serve DNS on {address}:53: Address already in use", failed.value
+    assert f"pid={os.getpid()}" in failed.value.hint, (
+        f"the hint should name who holds the port, as `ss -p` does: {failed.value.hint} (see {DOCS})")
+    assert not os.path.exists(tmp_path / "responder.pid"), "no responder may be left half-started"
+
+
 def test_upstreams_from_the_environment_or_resolv_conf(monkeypatch):
     monkeypatch.setenv("MINIDOCKER_DNS_UPSTREAM", "127.0.0.1:5353, 10.0.0.1,[::1]:53")
     assert dns.upstreams() == [("127.0.0.1", 5353), ("10.0.0.1", 53), ("::1", 53)]

@@ -226,8 +226,7 @@ def _start(gateway: str, d: str) -> None:
                 os._exit(code)
         _, status = os.waitpid(middle, 0)
     except OSError as e:
-        raise MinidockerError(f"cannot serve DNS on {gateway}:{PORT}: {e.strerror}",
-                              "is another DNS server listening on all addresses, port 53? (ss -lunp 'sport = 53')") from e
+        raise MinidockerError(f"cannot serve DNS on {gateway}:{PORT}: {e.strerror}", _holders_of_the_port()) from e
     finally:
         udp.close()  # the responder has its own copies now
         tcp.close()
@@ -248,6 +247,20 @@ def _bind(sock, address: str) -> None:
             if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def _holders_of_the_port() -> str:
+    """The hint for a port 53 that is taken: who holds it, as `ss -p` shows (another DNS server
+    listening on all addresses, as dnsmasq may; or a responder that has not let go yet)."""
+    import subprocess
+
+    hint = "is another DNS server listening on all addresses, port 53? (ss -lunp 'sport = 53')"
+    try:
+        held = subprocess.run(["ss", "-Hlnup", f"sport = :{PORT}"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return hint
+    sockets = ["; ".join(line.split()[3::2]) for line in held.splitlines()]  # local address; users:((...))
+    return f"{hint}; now held by: {' | '.join(sockets)}" if sockets else hint
 
 
 def _responder_pid(d: str) -> "int | None":
