@@ -33,6 +33,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+import harness  # noqa: E402
 from minidocker import rootfs as busybox  # noqa: E402
 
 
@@ -96,12 +97,10 @@ def main() -> None:
     try:
         rootfs = busybox.build(os.path.join(work, "rootfs"))
         # Everything under the bench's own temp dir: the engine's state and the runtime's.
-        env = dict(os.environ, MINIDOCKER_ROOT=os.path.join(work, "state"),
+        # The tests' environment (bytecode cached, as on a learner's machine, where some sandboxes
+        # turn that off at ~20 ms a command).
+        env = dict(harness.cli_env(), MINIDOCKER_ROOT=os.path.join(work, "state"),
                    MINIDOCKER_RUNTIME_ROOT=os.path.join(work, "runtime-state"))
-        # A learner's machine caches bytecode; some sandboxes turn that off, which costs ~20 ms.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        # ...but outside the source tree, as the test harness does: no root-owned __pycache__ there.
-        env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "md-pycache")
         # The command as the docs type it: the venv's `minidocker` script (not `python -m`, whose
         # runpy adds a few ms that no learner waits for).
         minidocker = [os.path.join(os.path.dirname(sys.executable), "minidocker")]

@@ -65,9 +65,7 @@ def main() -> None:
     minidocker_runc = os.path.join(os.path.dirname(sys.executable), "minidocker-runc")
     work = tempfile.mkdtemp(prefix="md-bench-calls-")
     cgroup = f"minidocker/bench-{os.getpid()}"
-    # Bytecode cached, outside the source tree, as a learner's machine and the tests have it.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "md-pycache")
+    env = harness.cli_env()  # the tests' environment: bytecode cached, as on a learner's machine
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # the created processes are ours to reap, as the shim's
     try:
         # one container at a time: the same cgroup path for each

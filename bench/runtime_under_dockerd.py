@@ -35,6 +35,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "chapters", "09"))
 
 import dockerd  # noqa: E402 - chapters/09/dockerd.py, the tests' own fixture
+import harness  # noqa: E402
 
 GOAL = 1.2  # issue 16: minidocker's runtime under dockerd, at most 1.2x runc
 
@@ -110,10 +111,7 @@ def main() -> None:
     if not os.path.exists(runc) or not shutil.which("runc") or not os.path.exists(dockerd.DOCKERD):
         sys.exit("bench: needs the venv's minidocker-runc, runc and Debian's dockerd (scripts/setup.sh)")
     work = tempfile.mkdtemp(prefix="md-bench-dockerd-")
-    env = dict(os.environ, MINIDOCKER_ROOT=os.path.join(work, "minidocker"))
-    # Bytecode cached, outside the source tree, as a learner's machine and the tests have it.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "md-pycache")
+    env = dict(harness.cli_env(), MINIDOCKER_ROOT=os.path.join(work, "minidocker"))  # bytecode cached, as the tests'
     engine = None
     try:
         if args.trace:
