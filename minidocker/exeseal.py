@@ -41,6 +41,7 @@ import sys
 
 from minidocker import linux
 from minidocker.errors import MinidockerError
+from minidocker.runtime.statedir import default_root
 
 STUB = os.path.join(sys.prefix, "libexec", "minidocker-exec")  # in the venv, where setup.sh builds it
 
@@ -71,9 +72,7 @@ def _through_overlayfs(binary: str) -> int:
     # never be written; an open for writing answers EROFS.
     # Beside the runtime's root, not in it: every directory there is a container's state
     # (`runtime list` would show this one as a container "creating").
-    runtime_root = os.environ.get("MINIDOCKER_RUNTIME_ROOT", "/run/minidocker/runtime")
-    empty = os.path.join(os.path.dirname(runtime_root.rstrip("/")), "exeseal-empty")
-    # (runtime.default_root()'s value, which this module, imported by the runtime, cannot import)
+    empty = os.path.join(os.path.dirname(default_root().rstrip("/")), "exeseal-empty")
     os.makedirs(empty, mode=0o700, exist_ok=True)
     context = linux.fsopen("overlay")
     try:
