@@ -21,7 +21,6 @@ from minidocker import store
 from minidocker.security.userns import to_host
 
 
-
 def remapped_layer(path: str, linux: dict) -> str:
     """A layer of the store ($ROOT/layers/HEX/diff) -> its copy owned by the mapped ids, under
     $ROOT/UID.GID/layers/HEX/diff (Docker's directory name: the host ids of container root),
@@ -109,7 +108,8 @@ def copy_shifted(src: str, dst: str, uid_of, gid_of) -> None:
 
 
 def prepare(spec: dict, container_dir: str) -> None:
-    """At start, on the host: what the mapped root must own or reach (Docker does it at create).
+    """At start, on the host, for a spec with uidMappings: what the mapped root must own or reach
+    (Docker does it at create).
 
     - the writable layer (upper, work) and the init layer: root's, so root inside may write "/";
     - the files the engine binds in from the container's directory (/etc/hosts...), and the top
@@ -118,10 +118,7 @@ def prepare(spec: dict, container_dir: str) -> None:
       dockerd sets 0701 on its root: the runtime resolves the rootfs and bind sources as the mapped
       root, which is nobody special on the host.
     """
-    maps = spec.get("linux", {}).get("uidMappings")
-    if not maps:
-        return
-    uid, gid = to_host(0, maps), to_host(0, spec["linux"]["gidMappings"])
+    uid, gid = to_host(0, spec["linux"]["uidMappings"]), to_host(0, spec["linux"]["gidMappings"])
     path = os.path.abspath(container_dir)
     top = os.path.dirname(os.path.abspath(store.root()))
     while path != top and path != "/":
