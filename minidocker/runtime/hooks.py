@@ -98,7 +98,8 @@ def run_hook(hook: dict, state: dict, *, in_container: bool = False, resolve_in_
     if status is None:
         os.close(output_r)  # not read: a child the hook left behind may hold it open for long
         raise MinidockerError(f"{hook['path']} did not finish within {hook['timeout']}s", "it was killed")
-    output = _read_all(output_r).decode(errors="replace").strip()
+    with open(output_r, "rb") as pipe:  # the file owns the fd now, and closes it
+        output = pipe.read().decode(errors="replace").strip()  # to EOF
     if status != 0:
         raise MinidockerError(f"{hook['path']} exited with {_describe(status)}" + (f": {output}" if output else ""))
     # --8<-- [end:ex-09-run-hook]
@@ -155,14 +156,6 @@ def _wait(pid: int, timeout) -> int | None:
             os.waitpid(pid, 0)
             return None
         time.sleep(0.01)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
 
 
 def _describe(status: int) -> str:

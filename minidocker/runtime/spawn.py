@@ -118,14 +118,6 @@ def report(code: int, message: str) -> None:
         pass
 
 
-def read_to_eof(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
-
-
 def read_report(errors: int, on_hooks=None) -> bytes:
     """Read what create's child says, to EOF: READY, or its error. If it pauses for the hooks
     (HOOKS, before pivot_root), `on_hooks()` runs them and lets it go on."""
@@ -137,7 +129,8 @@ def read_report(errors: int, on_hooks=None) -> bytes:
             os.close(errors)
             raise
         first = b""
-    return first + read_to_eof(errors)
+    with open(errors, "rb") as pipe:  # the file owns the fd now, and closes it
+        return first + pipe.read()  # to EOF: the child's exec (or exit) closes its end
 
 
 # --8<-- [start:pause-for-hooks]
@@ -165,7 +158,8 @@ def raise_reported(data: bytes) -> None:
 
 def wait_for_exec(pid: int, errors: int) -> int:
     """Read the error pipe to EOF: nothing means the command is running; else raise its error."""
-    data = read_to_eof(errors)
+    with open(errors, "rb") as pipe:
+        data = pipe.read()
     if not data:
         return pid
     os.waitpid(pid, 0)  # the child exits right after reporting; reap it
